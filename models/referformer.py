@@ -24,7 +24,6 @@ from .mask_head import DynamicMaskHead, dynamic_masks
 from .pixel_decoder import CrossModalFPNDecoder
 from .text_encoder import TextEncoderSource, TextEncoding, build_roberta, tokenize
 
-SIZE_DIVISIBILITY = 32
 
 
 @dataclass
@@ -62,6 +61,9 @@ class VisualFeatures:
 
 class ReferFormer(nn.Module):
     """The base model. Parameter names follow the public checkpoints exactly."""
+
+    # A list of videos given to encode_video is padded to a multiple of this (ReferFormer: none).
+    input_size_divisibility = 1
 
     def __init__(self, backbone: nn.Module, transformer: nn.Module, text_encoder: nn.Module,
                  text_source: TextEncoderSource, num_classes: int, num_queries: int, num_feature_levels: int,
@@ -141,9 +143,9 @@ class ReferFormer(nn.Module):
 
     def encode_video(self, samples) -> VisualFeatures:
         """samples: NestedTensor [B, T, 3, H, W] (mask True on padding) or a list of [T, 3, H_i, W_i]
-        videos (padded here to a multiple of 32)."""
+        videos (padded here to a multiple of ``input_size_divisibility``)."""
         if not isinstance(samples, NestedTensor):
-            samples = nested_tensor_from_videos_list(samples, size_divisibility=SIZE_DIVISIBILITY)
+            samples = nested_tensor_from_videos_list(samples, size_divisibility=self.input_size_divisibility)
         b, t = samples.tensors.shape[:2]
         features, pos = self.backbone(samples)
         return VisualFeatures(features, pos, samples.mask.flatten(0, 1), t)

@@ -1,0 +1,181 @@
+"""Read any public or project checkpoint safely and load it strictly, with a report of what differs.
+
+Public ReferFormer-family checkpoints are ``{'model', 'optimizer', 'lr_scheduler', 'epoch',
+'args'}`` with ``args`` a pickled ``argparse.Namespace``; they are read with
+``torch.load(weights_only=True)`` plus an explicit allowlist of that one class. Loading is
+strict after these documented renames only:
+
+* ``module.`` prefixes (a DDP-wrapped model was saved) are stripped;
+* ``text_encoder[.text_backbone].embeddings.position_ids`` is dropped: a persistent buffer in
+  transformers < 4.31, a non-persistent one (not in state dicts) since.
+"""
+import argparse
+import logging
+import os
+import pickle
+import zipfile
+from pathlib import Path
+from typing import Dict, Iterable, List, Optional, Tuple
+
+import torch
+from torch import nn
+
+logger = logging.getLogger(__name__)
+
+SAFE_GLOBALS = [argparse.Namespace]
+DROPPED_KEY_SUFFIXES = ("embeddings.position_ids",)
+# Options that change the parameter layout: a mismatch here explains a key mismatch.
+ARCHITECTURE_OPTIONS = ("model", "backbone", "with_box_refine", "num_queries", "hidden_dim", "enc_layers",
+                        "dec_layers", "dim_feedforward", "nheads", "num_feature_levels", "enc_n_points",
+                        "dec_n_points", "mask_dim", "controller_layers", "dynamic_mask_channels", "rel_coord",
+                        "binary", "dataset_file", "text_encoder", "backbone_config")
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint file cannot be read or is not a checkpoint."""
+
+
+class CheckpointMismatchError(RuntimeError):
+    """A checkpoint's weights do not fit the model (with a table of the differences)."""
+
+
+def read_checkpoint(path, map_location="cpu") -> dict:
+    """Load a checkpoint file with ``weights_only=True`` (Namespace allowlisted). Raises CheckpointError
+    naming the file when it is missing, truncated, corrupt or not a checkpoint dict."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist")
+    try:
+        with torch.serialization.safe_globals(SAFE_GLOBALS):
+            ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    except (RuntimeError, EOFError, zipfile.BadZipFile, pickle.UnpicklingError, OSError, ValueError) as err:
+        size = path.stat().st_size
+        raise CheckpointError(f"checkpoint {path} ({size} bytes) cannot be read; the file is truncated, corrupt "
+                              f"or holds objects outside the allowlist: {err}") from err
+    if isinstance(ckpt, dict) and "model" in ckpt and isinstance(ckpt["model"], dict):
+        return ckpt
+    if isinstance(ckpt, dict) and ckpt and all(isinstance(v, torch.Tensor) for v in ckpt.values()):
+        return {"model": ckpt}
+    keys = list(ckpt)[:10] if isinstance(ckpt, dict) else type(ckpt).__name__
+    raise CheckpointError(f"checkpoint {path} is not a model checkpoint (expected a dict with 'model'; found {keys})")
+
+
+def checkpoint_config(ckpt: dict) -> Optional[dict]:
+    """The options a checkpoint was trained with: ours under 'config', legacy ones as a Namespace under 'args'."""
+    if isinstance(ckpt.get("config"), dict):
+        return ckpt["config"]
+    if isinstance(ckpt.get("args"), argparse.Namespace):
+        return vars(ckpt["args"])
+    return None
+
+
+def normalise_state_dict(state: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+    """Apply the documented renames (see the module docstring)."""
+    out = {}
+    for key, value in state.items():
+        if key.startswith("module."):
+            key = key[len("module."):]
+        if key.endswith(DROPPED_KEY_SUFFIXES) and "text_encoder" in key:
+            continue
+        out[key] = value
+    return out
+
+
+def compare_state_dict(model: nn.Module, state: Dict[str, torch.Tensor],
+                       allowed_missing: Iterable[str] = ()) -> Tuple[List[str], List[str], List[Tuple[str, tuple, tuple]]]:
+    """(missing, unexpected, wrongly shaped) keys of ``state`` against ``model``'s state dict.
+    Keys starting with an ``allowed_missing`` prefix are not reported as missing."""
+    own = model.state_dict()
+    allowed = tuple(allowed_missing)
+    missing = [k for k in own if k not in state and not (allowed and k.startswith(allowed))]
+    unexpected = [k for k in state if k not in own]
+    shapes = [(k, tuple(state[k].shape), tuple(own[k].shape)) for k in own
+              if k in state and tuple(state[k].shape) != tuple(own[k].shape)]
+    return missing, unexpected, shapes
+
+
+def mismatch_report(source: str, missing, unexpected, shapes, ckpt_config: Optional[dict] = None,
+                    model_config: Optional[dict] = None, limit: int = 25) -> str:
+    """A readable table of what differs between a checkpoint and the model."""
+    lines = [f"checkpoint {source} does not match the model: {len(missing)} missing, {len(unexpected)} unexpected, "
+             f"{len(shapes)} wrongly shaped keys"]
+    if ckpt_config and model_config:
+        diffs = [(k, ckpt_config.get(k), model_config.get(k)) for k in ARCHITECTURE_OPTIONS
+                 if k in ckpt_config and ckpt_config.get(k) != model_config.get(k)]
+        if diffs:
+            lines.append("  architecture options that differ (checkpoint -> this run):")
+            lines += [f"    --{k}: {a!r} -> {b!r}" for k, a, b in diffs]
+    for title, rows in (("missing in checkpoint", missing), ("unexpected in checkpoint", unexpected)):
+        if rows:
+            lines.append(f"  {title}:")
+            lines += [f"    {k}" for k in rows[:limit]]
+            if len(rows) > limit:
+                lines.append(f"    ... and {len(rows) - limit} more")
+    if shapes:
+        lines.append(f"  {'key':60s} {'checkpoint':>20s} {'model':>20s}")
+        lines += [f"  {k:60s} {str(list(a)):>20s} {str(list(b)):>20s}" for k, a, b in shapes[:limit]]
+    hints = []
+    if any(".decoder.bbox_embed." in k for k in unexpected):
+        hints.append("the checkpoint was trained with --with_box_refine")
+    if any(".decoder.bbox_embed." in k for k in missing):
+        hints.append("the checkpoint was trained without --with_box_refine")
+    if any(k.startswith("backbone.") for k in missing + unexpected + [s[0] for s in shapes]):
+        hints.append("the backbone differs (check --backbone)")
+    if any(k == "query_embed.weight" for k, _, _ in shapes):
+        hints.append("--num_queries differs")
+    if hints:
+        lines.append("  likely cause: " + "; ".join(hints))
+    return "\n".join(lines)
+
+
+def load_state_dict_strict(model: nn.Module, state: Dict[str, torch.Tensor], source: str,
+                           allowed_missing: Iterable[str] = (), ckpt_config: Optional[dict] = None,
+                           model_config: Optional[dict] = None) -> List[str]:
+    """Load ``state`` into ``model``; any difference other than ``allowed_missing`` prefixes raises
+    CheckpointMismatchError with a table. Returns the keys left at their initial values."""
+    state = normalise_state_dict(state)
+    missing, unexpected, shapes = compare_state_dict(model, state, allowed_missing)
+    if missing or unexpected or shapes:
+        raise CheckpointMismatchError(mismatch_report(source, missing, unexpected, shapes, ckpt_config, model_config))
+    own = model.state_dict()
+    left = [k for k in own if k not in state]
+    merged = {k: state.get(k, own[k]) for k in own}
+    model.load_state_dict(merged, strict=True)
+    return left
+
+
+def load_model_checkpoint(model: nn.Module, path, model_config: Optional[dict] = None) -> dict:
+    """Read ``path`` and load its weights strictly into ``model``; returns the checkpoint dict."""
+    ckpt = read_checkpoint(path)
+    load_state_dict_strict(model, ckpt["model"], str(path), ckpt_config=checkpoint_config(ckpt),
+                           model_config=model_config)
+    logger.info("loaded checkpoint %s", path)
+    return ckpt
+
+
+def load_pretrained_weights(model: nn.Module, path, model_config: Optional[dict] = None) -> List[str]:
+    """Fine-tuning initialisation: all weights except the class heads (``class_embed.*``), which keep
+    their fresh initialisation as in the original (the class count may differ)."""
+    ckpt = read_checkpoint(path)
+    state = {k: v for k, v in ckpt["model"].items() if not k.split(".", 1)[0] == "class_embed"}
+    left = load_state_dict_strict(model, state, str(path), allowed_missing=("class_embed.",),
+                                  ckpt_config=checkpoint_config(ckpt), model_config=model_config)
+    logger.info("initialised from %s; kept fresh: %s", path, ", ".join(left) or "nothing")
+    return left
+
+
+def atomic_save(obj, path) -> None:
+    """torch.save to a temporary file in the same folder, fsync, then rename over ``path``: a crash
+    mid-save leaves the previous file intact."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        with open(tmp, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()

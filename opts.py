@@ -1,0 +1,254 @@
+"""The one command-line parser: ReferFormer's options (same names, defaults and meaning), the
+variants' additions, and ``--config FILE``.
+
+A YAML config sets defaults (it may inherit with ``_base_: other.yaml``); the command line
+overrides it; an unknown key, or a value of the wrong type, is an error.
+"""
+import argparse
+import os
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+import yaml
+
+# Keys a config file may carry that describe the recipe rather than set an option.
+RECIPE_KEYS = ("description", "paper", "notes")
+
+
+def _add_optimisation(p):
+    p.add_argument('--lr', default=1e-4, type=float)
+    p.add_argument('--lr_backbone', default=5e-5, type=float)
+    p.add_argument('--lr_backbone_names', default=['backbone.0'], type=str, nargs='+')
+    p.add_argument('--lr_text_encoder', default=1e-5, type=float)
+    p.add_argument('--lr_text_encoder_names', default=['text_encoder'], type=str, nargs='+')
+    p.add_argument('--lr_linear_proj_names', default=['reference_points', 'sampling_offsets'], type=str, nargs='+')
+    p.add_argument('--lr_linear_proj_mult', default=1.0, type=float)
+    p.add_argument('--batch_size', default=1, type=int, help='clips per GPU (per process)')
+    p.add_argument('--weight_decay', default=5e-4, type=float)
+    p.add_argument('--epochs', default=10, type=int)
+    p.add_argument('--lr_drop', default=[6, 8], type=int, nargs='+', help='MultiStepLR milestones (epochs)')
+    p.add_argument('--clip_max_norm', default=0.1, type=float, help='gradient clipping max norm')
+    p.add_argument('--pretrained_weights', type=str, default=None,
+                   help='initialise from a checkpoint, dropping its class head (fine-tuning)')
+    p.add_argument('--accumulate', default=1, type=int,
+                   help='gradient accumulation steps (keeps the global batch when fewer GPUs are used)')
+    p.add_argument('--scale_lr', action='store_true',
+                   help='scale the learning rates by (world_size * batch_size * accumulate) / reference global batch')
+    p.add_argument('--reference_world_size', default=None, type=int,
+                   help="the recipe's GPU count (set by configs); the trainer warns when the world size differs")
+    p.add_argument('--reference_batch_size', default=None, type=int, help="the recipe's per-GPU batch (configs)")
+    p.add_argument('--amp', nargs='?', const='fp16', default=None, choices=['fp16', 'bf16'],
+                   help='mixed precision: `--amp` alone is fp16 with a GradScaler (SgMg), `--amp bf16` bfloat16')
+    p.add_argument('--use_fp16', action='store_true', help='MUTR name for --amp fp16')
+    p.add_argument('--max_iters_per_epoch', default=None, type=int,
+                   help='stop each epoch after this many iterations (smoke runs)')
+
+
+def _add_model(p):
+    p.add_argument('--model', default=None, choices=['referformer', 'sgmg', 'mutr'],
+                   help='model variant (default: from the checkpoint config, else referformer)')
+    p.add_argument('--with_box_refine', default=False, action='store_true')
+    p.add_argument('--two_stage', default=False, action='store_true', help='must stay off')
+    p.add_argument('--backbone', default='resnet50', type=str,
+                   help='resnet50, resnet101, swin_{t,s,b,l}_p4w7, video_swin_{t,s,b}_p4w7')
+    p.add_argument('--backbone_config', default=None, type=yaml.safe_load,
+                   help='YAML/JSON dict overriding fields of the backbone zoo config (tiny models)')
+    p.add_argument('--backbone_pretrained', default=None, type=str,
+                   help='backbone weights (official Swin ImageNet / Video-Swin Kinetics file) for training from scratch')
+    p.add_argument('--use_checkpoint', action='store_true', help='activation checkpointing in Swin / Video-Swin')
+    p.add_argument('--dilation', action='store_true', help='DC5 for ResNet')
+    p.add_argument('--position_embedding', default='sine', type=str, choices=('sine',))
+    p.add_argument('--num_feature_levels', default=4, type=int)
+    p.add_argument('--enc_layers', default=4, type=int)
+    p.add_argument('--dec_layers', default=4, type=int)
+    p.add_argument('--dim_feedforward', default=2048, type=int)
+    p.add_argument('--hidden_dim', default=256, type=int)
+    p.add_argument('--dropout', default=0.1, type=float)
+    p.add_argument('--nheads', default=8, type=int)
+    p.add_argument('--num_frames', default=5, type=int, help='training clip length')
+    p.add_argument('--num_queries', default=5, type=int, help='query slots per frame')
+    p.add_argument('--dec_n_points', default=4, type=int)
+    p.add_argument('--enc_n_points', default=4, type=int)
+    p.add_argument('--pre_norm', action='store_true', help='accepted for compatibility; unused (post-norm)')
+    p.add_argument('--freeze_text_encoder', action='store_true')
+    p.add_argument('--text_encoder', default='roberta-base', type=str,
+                   help='hub name resolved from the local cache only, or a local folder (config, tokenizer, weights)')
+    p.add_argument('--text_backbone', default='Roberta', type=str, help='SgMg name; only Roberta exists')
+    p.add_argument('--masks', action='store_true', default=True,
+                   help='segmentation head (always on, as the entry scripts force it)')
+    p.add_argument('--mask_dim', default=256, type=int)
+    p.add_argument('--controller_layers', default=3, type=int)
+    p.add_argument('--dynamic_mask_channels', default=8, type=int)
+    p.add_argument('--no_rel_coord', dest='rel_coord', action='store_false')
+    p.add_argument('--output_levels', default=4, type=int, help='SgMg: backbone output levels')
+    p.add_argument('--msda_impl', default='auto', choices=['auto', 'cuda', 'pytorch'],
+                   help='MultiScaleDeformableAttention implementation')
+
+
+def _add_loss(p):
+    p.add_argument('--no_aux_loss', dest='aux_loss', action='store_false')
+    p.add_argument('--set_cost_class', default=2, type=float)
+    p.add_argument('--set_cost_bbox', default=5, type=float)
+    p.add_argument('--set_cost_giou', default=2, type=float)
+    p.add_argument('--set_cost_mask', default=2, type=float)
+    p.add_argument('--set_cost_dice', default=5, type=float)
+    p.add_argument('--set_cost_boundary', default=2, type=float, help='SgMg: defined, unused')
+    p.add_argument('--mask_loss_coef', default=2, type=float)
+    p.add_argument('--dice_loss_coef', default=5, type=float)
+    p.add_argument('--cls_loss_coef', default=2, type=float)
+    p.add_argument('--bbox_loss_coef', default=5, type=float)
+    p.add_argument('--giou_loss_coef', default=2, type=float)
+    p.add_argument('--boundary_loss_coef', default=2, type=float, help='SgMg: defined, unused')
+    p.add_argument('--eos_coef', default=0.1, type=float, help='unused with focal loss')
+    p.add_argument('--focal_alpha', default=0.25, type=float)
+
+
+def _add_data(p):
+    p.add_argument('--dataset_file', default='ytvos',
+                   help='ytvos, mevis, davis, a2d, jhmdb, refcoco, refcoco+, refcocog, all, joint')
+    p.add_argument('--coco_path', type=str, default='data/coco')
+    p.add_argument('--ytvos_path', type=str, default='data/ref-youtube-vos')
+    p.add_argument('--davis_path', type=str, default='data/ref-davis')
+    p.add_argument('--a2d_path', type=str, default='data/a2d_sentences')
+    p.add_argument('--jhmdb_path', type=str, default='data/jhmdb_sentences')
+    p.add_argument('--mevis_path', type=str, default='data/mevis')
+    p.add_argument('--max_skip', default=3, type=int, help='accepted; unused (as in the original)')
+    p.add_argument('--max_size', default=640, type=int)
+    p.add_argument('--binary', action='store_true')
+    p.add_argument('--remove_difficult', action='store_true')
+    p.add_argument('--clip_reverse_prob', default=0.0, type=float, help='SgMg: 0.3')
+    p.add_argument('--photometric_after_resize', action='store_true', help='SgMg transform order and ranges')
+    p.add_argument('--legacy_caption_flip', action='store_true',
+                   help="reproduce the original substring left/right swap ('bright' -> 'bleft')")
+
+
+def _add_runtime(p):
+    p.add_argument('--output_dir', default='output')
+    p.add_argument('--device', default='cuda')
+    p.add_argument('--seed', default=42, type=int)
+    p.add_argument('--resume', default='', help='resume from checkpoint (model, optimizer, scheduler, epoch, RNG)')
+    p.add_argument('--start_epoch', default=0, type=int)
+    p.add_argument('--eval', action='store_true')
+    p.add_argument('--num_workers', default=4, type=int)
+    p.add_argument('--threshold', default=0.5, type=float)
+    p.add_argument('--ngpu', default=None, type=int, help='accepted for compatibility; use torchrun instead')
+    p.add_argument('--split', default='valid', type=str)
+    p.add_argument('--visualize', action='store_true')
+    p.add_argument('--world_size', default=1, type=int)
+    p.add_argument('--dist_url', default='env://')
+    p.add_argument('--local_rank', '--local-rank', dest='local_rank', default=None, type=int,
+                   help='set by `python -m torch.distributed.launch`')
+    p.add_argument('--cache_mode', default=False, action='store_true')
+    p.add_argument('--exp_name', default='main', help='TensorBoard run name')
+    p.add_argument('--current_epoch', default=0, type=int, help='SgMg internal; unused')
+    p.add_argument('--model_ckpt', default='checkpoint.pth', help='MUTR name of the checkpoint file')
+    p.add_argument('--test_num_ckpt', default=-2, type=int, help='MUTR: index into the sorted checkpoint list')
+    p.add_argument('--sub_video_len', default=30, type=int, help='MeViS-2024: sub-clip length for long videos')
+    p.add_argument('--no_sampling', action='store_true', help='MeViS-2024: contiguous sub-clips + re-scoring')
+
+
+def get_args_parser() -> argparse.ArgumentParser:
+    """Parent parser (``add_help=False``) so scripts can extend it."""
+    parser = argparse.ArgumentParser('ReferFormer-family training and inference', add_help=False)
+    parser.add_argument('--config', default=None, type=str, help='YAML recipe; the command line overrides it')
+    for add in (_add_optimisation, _add_model, _add_loss, _add_data, _add_runtime):
+        add(parser)
+    return parser
+
+
+class ConfigError(ValueError):
+    """A config file is malformed, has an unknown key, or a value of the wrong type."""
+
+
+def load_config(path: str, _seen: Optional[List[Path]] = None) -> Dict[str, Any]:
+    """Read a YAML recipe, resolving ``_base_`` (a path or list of paths, relative to the file)."""
+    path = Path(path)
+    seen = (_seen or []) + [path.resolve()]
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist") from None
+    except yaml.YAMLError as err:
+        raise ConfigError(f"config file {path} is not valid YAML: {err}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must hold a mapping of option names to values")
+    bases = data.pop('_base_', [])
+    merged: Dict[str, Any] = {}
+    for base in [bases] if isinstance(bases, str) else bases:
+        base_path = (path.parent / base)
+        if base_path.resolve() in seen:
+            raise ConfigError(f"config file {path}: _base_ cycle through {base_path}")
+        merged.update(load_config(str(base_path), seen))
+    merged.update(data)
+    return merged
+
+
+def _check_value(action: argparse.Action, value: Any, source: str):
+    """Validate/convert one config value against the option it sets."""
+    name = action.dest
+    if isinstance(action, (argparse._StoreTrueAction, argparse._StoreFalseAction)):
+        if not isinstance(value, bool):
+            raise ConfigError(f"{source}: '{name}' is a flag and needs true/false, got {value!r}")
+        return value
+    if value is None:
+        return None
+    if action.nargs in ('+', '*'):
+        if not isinstance(value, list):
+            raise ConfigError(f"{source}: '{name}' needs a list, got {value!r}")
+        return [_convert(action, v, source) for v in value]
+    return _convert(action, value, source)
+
+
+def _convert(action: argparse.Action, value: Any, source: str):
+    if action.type is None or action.type is str:
+        if isinstance(value, (dict, list)):
+            raise ConfigError(f"{source}: '{action.dest}' needs a string, got {value!r}")
+        result = str(value)
+    elif action.type is yaml.safe_load:
+        result = value
+    elif action.type is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+        result = float(value)
+    elif action.type is int and isinstance(value, int) and not isinstance(value, bool):
+        result = value
+    else:
+        raise ConfigError(f"{source}: '{action.dest}' needs {action.type.__name__}, got {value!r}")
+    if action.choices is not None and result not in action.choices:
+        raise ConfigError(f"{source}: '{action.dest}' must be one of {list(action.choices)}, got {result!r}")
+    return result
+
+
+def apply_config(parser: argparse.ArgumentParser, config: Dict[str, Any], source: str) -> Dict[str, Any]:
+    """Set the parser's defaults from a config mapping; returns the recipe-only keys."""
+    actions = {a.dest: a for a in parser._actions}
+    recipe, defaults = {}, {}
+    for key, value in config.items():
+        if key in RECIPE_KEYS:
+            recipe[key] = value
+            continue
+        if key not in actions or key in ('help', 'config'):
+            raise ConfigError(f"{source}: unknown option '{key}'")
+        defaults[key] = _check_value(actions[key], value, source)
+    parser.set_defaults(**defaults)
+    return recipe
+
+
+def parse_args(argv: Optional[List[str]] = None, parser: Optional[argparse.ArgumentParser] = None) -> argparse.Namespace:
+    """Parse ``argv`` (default sys.argv) with config-file defaults applied first."""
+    parser = parser or argparse.ArgumentParser(parents=[get_args_parser()])
+    pre, _ = get_args_parser().parse_known_args(argv)
+    recipe: Dict[str, Any] = {}
+    if pre.config:
+        recipe = apply_config(parser, load_config(pre.config), pre.config)
+    args = parser.parse_args(argv)
+    args.recipe = recipe
+    if args.use_fp16 and args.amp is None:
+        args.amp = 'fp16'
+    if args.local_rank is None and 'LOCAL_RANK' in os.environ:
+        args.local_rank = int(os.environ['LOCAL_RANK'])
+    args.masks = True
+    return args
+
+
+def args_to_config(args: argparse.Namespace) -> Dict[str, Any]:
+    """A plain dict of the options (what checkpoints store under 'config')."""
+    return {k: v for k, v in vars(args).items() if k not in ('recipe',)}

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Create (or reuse) the virtual environment .venv with pinned torch and the project requirements,
+# and build the MultiScaleDeformableAttention CUDA extension when a CUDA toolkit is present.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+TORCH_VERSION="${TORCH_VERSION:-2.14.1}"
+TORCHVISION_VERSION="${TORCHVISION_VERSION:-0.29.1}"
+PYTHON="${PYTHON:-python3}"
+if [ ! -x .venv/bin/python ]; then
+    "$PYTHON" -m venv .venv
+fi
+. .venv/bin/activate
+stamp=".venv/.rvos-setup-$(sha1sum requirements.txt | cut -c1-12)-torch${TORCH_VERSION}"
+if [ ! -f "$stamp" ]; then
+    python -m pip install -q --upgrade pip
+    python -m pip install -q "torch==${TORCH_VERSION}" "torchvision==${TORCHVISION_VERSION}"
+    python -m pip install -q -r requirements.txt
+    touch "$stamp"
+fi
+if [ -z "${CUDA_HOME:-}" ] && [ -x /usr/local/cuda/bin/nvcc ]; then
+    export CUDA_HOME=/usr/local/cuda
+fi
+if [ -n "${CUDA_HOME:-}" ] && [ "${RVOS_SKIP_OP_BUILD:-0}" != "1" ]; then
+    export TORCH_CUDA_ARCH_LIST="${TORCH_CUDA_ARCH_LIST:-8.0;9.0}"
+    python setup.py -q build_ext --inplace > .venv/op_build.log 2>&1 \
+        || { echo "warning: building the CUDA op failed (see .venv/op_build.log); the PyTorch path will be used" >&2; }
+fi

@@ -1,0 +1,56 @@
+"""Build the tiny models of ../shared/reference/fixtures with our code, from the fixture's own files."""
+import json
+import shutil
+from pathlib import Path
+
+import torch
+from torch import nn
+
+import opts
+from models import build_model
+from models.checkpoint import load_model_checkpoint
+
+
+def text_encoder_folder(fixture: Path, dest: Path) -> Path:
+    """A local text-encoder folder (config.json + the fixture's tokenizer files), as a user would make one."""
+    meta = json.loads((fixture / "meta.json").read_text())
+    dest.mkdir(parents=True, exist_ok=True)
+    for f in (fixture / "tokenizer").iterdir():
+        shutil.copy(f, dest / f.name)
+    config = dict(meta["text_encoder_config"], model_type="roberta")
+    (dest / "config.json").write_text(json.dumps(config))
+    return dest
+
+
+def fixture_args(fixture: Path, tmp_dir: Path, extra=()):
+    """Parse the fixture's original argv with our parser + the tiny backbone and text encoder."""
+    meta = json.loads((fixture / "meta.json").read_text())
+    argv = list(meta["argv"]) + ["--backbone_config", json.dumps(meta["backbone_config_override"]),
+                                 "--text_encoder", str(text_encoder_folder(fixture, tmp_dir / "text_encoder")),
+                                 "--msda_impl", "pytorch"] + list(extra)
+    return opts.parse_args(argv)
+
+
+def zero_dropout(model: nn.Module) -> None:
+    """Set every dropout probability to 0, as the fixtures' train runs did."""
+    for m in model.modules():
+        if isinstance(m, nn.Dropout):
+            m.p = 0.0
+        if isinstance(m, nn.MultiheadAttention):
+            m.dropout = 0.0
+        if hasattr(m, "drop_prob"):
+            m.drop_prob = 0.0
+
+
+def build_fixture_model(fixture: Path, tmp_dir: Path, extra=()):
+    args = fixture_args(fixture, tmp_dir, extra)
+    torch.manual_seed(123)
+    model, criterion, post = build_model(args)
+    load_model_checkpoint(model, fixture / "checkpoint.pth", model_config=vars(args))
+    zero_dropout(model)
+    return args, model, criterion, post
+
+
+def max_abs_diff(a: torch.Tensor, b: torch.Tensor) -> float:
+    assert a.shape == b.shape, (a.shape, b.shape)
+    return (a.double() - b.double()).abs().max().item()
