@@ -1,0 +1,62 @@
+"""The parser: original option names and defaults, YAML configs, overrides and their errors."""
+import pytest
+
+import opts
+
+
+def test_original_defaults():
+    args = opts.parse_args([])
+    assert (args.lr, args.lr_backbone, args.lr_drop, args.backbone, args.num_queries) == (1e-4, 5e-5, [6, 8], "resnet50", 5)
+    assert args.masks and args.aux_loss and args.rel_coord and not args.with_box_refine
+    assert args.text_encoder == "roberta-base"
+
+
+def test_upstream_command_parses():
+    args = opts.parse_args("--with_box_refine --binary --freeze_text_encoder --output_dir out --pretrained_weights "
+                           "w.pth --backbone video_swin_b_p4w7 --epochs 6 --lr_drop 3 5 --no_rel_coord".split())
+    assert args.with_box_refine and args.binary and args.freeze_text_encoder and not args.rel_coord
+    assert args.lr_drop == [3, 5] and args.epochs == 6
+
+
+@pytest.mark.parametrize("flag", ["--local_rank", "--local-rank"])
+def test_legacy_launcher_flags(flag):
+    assert opts.parse_args([flag, "3"]).local_rank == 3
+
+
+def test_config_sets_defaults_and_command_line_wins(tmp_path):
+    base = tmp_path / "base.yaml"
+    base.write_text("backbone: swin_t_p4w7\nepochs: 6\nlr_drop: [3, 5]\npaper: {jf: 58.7}\n")
+    child = tmp_path / "child.yaml"
+    child.write_text("_base_: base.yaml\nepochs: 12\nwith_box_refine: true\n")
+    args = opts.parse_args(["--config", str(child), "--epochs", "2"])
+    assert (args.backbone, args.epochs, args.lr_drop, args.with_box_refine) == ("swin_t_p4w7", 2, [3, 5], True)
+    assert args.recipe == {"paper": {"jf": 58.7}}
+
+
+@pytest.mark.parametrize("text, message", [
+    ("not_an_option: 1\n", "unknown option 'not_an_option'"),
+    ("epochs: six\n", "'epochs' needs int"),
+    ("lr_drop: 3\n", "'lr_drop' needs a list"),
+    ("with_box_refine: 1\n", "needs true/false"),
+    ("msda_impl: triton\n", "must be one of"),
+    ("- a list\n", "must hold a mapping"),
+])
+def test_bad_config_is_an_error_naming_the_file(tmp_path, text, message):
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    with pytest.raises(opts.ConfigError, match=message) as err:
+        opts.parse_args(["--config", str(path)])
+    assert "bad.yaml" in str(err.value)
+
+
+def test_missing_config_file(tmp_path):
+    with pytest.raises(opts.ConfigError, match="does not exist"):
+        opts.parse_args(["--config", str(tmp_path / "absent.yaml")])
+
+
+def test_shipped_configs_parse():
+    from pathlib import Path
+    configs = sorted((Path(__file__).resolve().parents[1] / "configs").rglob("*.yaml"))
+    assert configs
+    for path in configs:
+        opts.parse_args(["--config", str(path)])
