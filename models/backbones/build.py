@@ -20,7 +20,8 @@ logger = logging.getLogger(__name__)
 _ZOO: Dict[str, Dict[str, Any]] = {
     **{name: dict(family="resnet", config=cfg) for name, cfg in RESNET_CONFIGS.items()},
     **{name: dict(family="swin", config={**SWIN_COMMON, **cfg}) for name, cfg in SWIN_CONFIGS.items()},
-    **{name: dict(family="video_swin", config={**VIDEO_SWIN_COMMON, **cfg}) for name, cfg in VIDEO_SWIN_CONFIGS.items()},
+    **{name: dict(family="video_swin", config={**VIDEO_SWIN_COMMON, **cfg})
+       for name, cfg in VIDEO_SWIN_CONFIGS.items()},
 }
 BACKBONE_NAMES = tuple(_ZOO)
 POSITION_EMBEDDINGS = ("sine", "v2")
@@ -67,6 +68,9 @@ def _build_visual_backbone(args, name: str, config: Dict[str, Any]) -> VisualBac
     if family == "resnet":
         dilation = bool(config["dilation"] or getattr(args, "dilation", False))
         body = build_resnet_body(name, dilation)
+        if not getattr(args, "backbone_pretrained", None):
+            logger.info("%s starts from random weights (the original downloads ImageNet weights); pass "
+                        "--backbone_pretrained with a local torchvision file to start from ImageNet", name)
         freeze_resnet(body, _train_backbone(args))
         return VisualBackbone(body, resnet_strides(dilation), RESNET_CHANNELS, temporal=False)
     if family == "swin":
@@ -92,7 +96,8 @@ def build_backbone(args, config_override: Optional[Dict[str, Any]] = None) -> Jo
     config = resolve_backbone_config(name, getattr(args, "backbone_config", None), config_override)
     position_embedding_type = getattr(args, "position_embedding", "sine")
     if position_embedding_type not in POSITION_EMBEDDINGS:
-        raise ValueError(f"position_embedding {position_embedding_type!r} is not supported; valid: {POSITION_EMBEDDINGS}")
+        raise ValueError(f"position_embedding {position_embedding_type!r} is not supported; "
+                         f"valid: {POSITION_EMBEDDINGS}")
     backbone = _build_visual_backbone(args, name, config)
     joiner = Joiner(backbone, PositionEmbeddingSine2D(args.hidden_dim // 2, normalize=True))
     pretrained = getattr(args, "backbone_pretrained", None)

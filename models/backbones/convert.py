@@ -69,9 +69,16 @@ def _unwrap(checkpoint, wanted: str, kind: str) -> Mapping[str, torch.Tensor]:
     return checkpoint[wanted]
 
 
+def _reject_full_model(state_dict: Mapping[str, torch.Tensor], kind: str) -> None:
+    if any(str(k).startswith("backbone.0.body.") for k in state_dict):
+        raise ValueError(f"{kind} weights: this is a whole-model (ReferFormer-family) checkpoint, not a backbone "
+                         "pretraining file; load it with --resume or --pretrained_weights instead")
+
+
 def filter_swin(checkpoint) -> ConvertedWeights:
     """Official Swin ImageNet checkpoint ``{'model': sd}`` -> ReferFormer 2-D Swin body keys."""
     state_dict = _unwrap(checkpoint, "model", "Swin ImageNet")
+    _reject_full_model(state_dict, "Swin ImageNet")
     kept = {k: v for k, v in state_dict.items() if not _matches(k, SWIN_DROPPED)}
     return ConvertedWeights(kept, sorted(set(state_dict) - set(kept)))
 
@@ -79,6 +86,7 @@ def filter_swin(checkpoint) -> ConvertedWeights:
 def filter_video_swin(checkpoint) -> ConvertedWeights:
     """mmaction Video-Swin checkpoint ``{'state_dict': {'backbone.*', 'cls_head.*'}}`` -> body keys."""
     state_dict = _unwrap(checkpoint, "state_dict", "Video-Swin Kinetics")
+    _reject_full_model(state_dict, "Video-Swin Kinetics")
     prefix = "backbone."
     dropped = sorted(k for k in state_dict if not k.startswith(prefix))
     converted: StateDict = {}
@@ -106,6 +114,7 @@ def filter_resnet(checkpoint) -> ConvertedWeights:
                 break
     if not isinstance(state_dict, Mapping):
         raise ValueError(f"ResNet weights: expected a state_dict, got {type(state_dict).__name__}")
+    _reject_full_model(state_dict, "ResNet")
     kept = {k: v for k, v in state_dict.items() if not _matches(k, RESNET_DROPPED)}
     return ConvertedWeights(kept, sorted(set(state_dict) - set(kept)))
 
@@ -202,7 +211,8 @@ def read_weights_file(path: Union[str, Path]):
                          f"refuses ({error}). If you trust it, re-save just its tensors "
                          "(the 'model' / 'state_dict' entry) with torch.save.") from error
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError) as error:
-        raise ValueError(f"backbone weights {path}: not a readable PyTorch file (corrupt or truncated?): {error}") from error
+        raise ValueError(f"backbone weights {path}: not a readable PyTorch file (corrupt or truncated?): "
+                         f"{error}") from error
 
 
 def load_backbone_pretrained(backbone_module: nn.Module, path: Union[str, Path]) -> BackboneLoadReport:

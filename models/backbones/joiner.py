@@ -60,7 +60,7 @@ class Joiner(nn.Sequential):
         if clips.dim() != 5:
             raise ValueError(f"the visual backbone expects clips [B, T, 3, H, W], got shape {tuple(clips.shape)}")
         if mask is None:
-            mask = torch.zeros((clips.shape[0], clips.shape[1], *clips.shape[-2:]), dtype=torch.bool, device=clips.device)
+            mask = torch.zeros((*clips.shape[:2], *clips.shape[-2:]), dtype=torch.bool, device=clips.device)
         elif mask.shape != clips.shape[:2] + clips.shape[-2:]:
             raise ValueError(f"padding mask {tuple(mask.shape)} does not match clips {tuple(clips.shape)}; "
                              "expected [B, T, H, W]")

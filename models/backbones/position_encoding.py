@@ -29,6 +29,13 @@ def _check_scale(normalize: bool, scale) -> float:
     return 2 * math.pi if scale is None else scale
 
 
+def _checked_mask(mask, who: str, layout: str) -> torch.Tensor:
+    if mask is None or mask.dim() != layout.count(",") + 1:
+        got = None if mask is None else tuple(mask.shape)
+        raise ValueError(f"{who} needs a padding mask {layout} (True = padding), got {got}")
+    return mask
+
+
 class PositionEmbeddingSine2D(nn.Module):
     """2-D sine embedding of a padded batch of feature maps (DETR / Deformable-DETR).
 
@@ -46,9 +53,7 @@ class PositionEmbeddingSine2D(nn.Module):
         self.scale = _check_scale(normalize, scale)
 
     def forward(self, features: NestedTensor) -> torch.Tensor:
-        mask = features.mask
-        if mask is None or mask.dim() != 3:
-            raise ValueError(f"PositionEmbeddingSine2D needs a padding mask [N, H, W], got {None if mask is None else tuple(mask.shape)}")
+        mask = _checked_mask(features.mask, "PositionEmbeddingSine2D", "[N, H, W]")
         not_mask = ~mask
         y_embed = not_mask.cumsum(1, dtype=torch.float32)
         x_embed = not_mask.cumsum(2, dtype=torch.float32)
@@ -77,9 +82,7 @@ class PositionEmbeddingSine1D(nn.Module):
         self.scale = _check_scale(normalize, scale)
 
     def forward(self, tokens: NestedTensor) -> torch.Tensor:
-        mask = tokens.mask
-        if mask is None or mask.dim() != 2:
-            raise ValueError(f"PositionEmbeddingSine1D needs a padding mask [B, L], got {None if mask is None else tuple(mask.shape)}")
+        mask = _checked_mask(tokens.mask, "PositionEmbeddingSine1D", "[B, L]")
         x_embed = (~mask).cumsum(1, dtype=torch.float32)
         if self.normalize:
             x_embed = x_embed / (x_embed[:, -1:] + NORMALISE_EPS) * self.scale

@@ -11,7 +11,7 @@ import torch
 from timm.layers import trunc_normal_
 from torch import nn
 
-from .swin_layers import PatchEmbed, SwinStage, stochastic_depth_rates
+from .swin_layers import PatchEmbed, SwinStage, check_stage_config, stochastic_depth_rates
 
 SWIN_CONFIGS = {
     "swin_t_p4w7": dict(embed_dim=96, depths=[2, 2, 6, 2], num_heads=[3, 6, 12, 24], drop_path_rate=0.2),
@@ -41,9 +41,10 @@ class SwinTransformer(nn.Module):
     (stride ``patch_size * 2**i``), taken before the stage's PatchMerging and passed through ``norm{i}``.
     """
 
-    def __init__(self, patch_size: int = 4, in_chans: int = 3, embed_dim: int = 96, depths: Sequence[int] = (2, 2, 6, 2),
-                 num_heads: Sequence[int] = (3, 6, 12, 24), window_size: int = 7, mlp_ratio: float = 4.0,
-                 qkv_bias: bool = True, qk_scale=None, drop_rate: float = 0.0, attn_drop_rate: float = 0.0,
+    def __init__(self, patch_size: int = 4, in_chans: int = 3, embed_dim: int = 96,
+                 depths: Sequence[int] = (2, 2, 6, 2), num_heads: Sequence[int] = (3, 6, 12, 24),
+                 window_size: int = 7, mlp_ratio: float = 4.0, qkv_bias: bool = True, qk_scale=None,
+                 drop_rate: float = 0.0, attn_drop_rate: float = 0.0,
                  drop_path_rate: float = 0.2, ape: bool = False, patch_norm: bool = True,
                  out_indices: Sequence[int] = (0, 1, 2, 3), use_checkpoint: bool = False):
         super().__init__()
@@ -52,8 +53,7 @@ class SwinTransformer(nn.Module):
                              "no ReferFormer-family model uses it")
         if not isinstance(window_size, int):
             raise ValueError(f"Swin config: window_size must be an int, got {window_size!r}")
-        if len(depths) != len(num_heads):
-            raise ValueError(f"Swin config: depths {list(depths)} and num_heads {list(num_heads)} differ in length")
+        check_stage_config("Swin", depths, num_heads)
         num_stages = len(depths)
         self.out_indices = tuple(out_indices)
         if not self.out_indices or any(i not in range(num_stages) for i in self.out_indices):

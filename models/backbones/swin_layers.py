@@ -29,6 +29,13 @@ def stochastic_depth_rates(drop_path_rate: float, depths: Sequence[int]) -> List
     return [rates[starts[i]:starts[i + 1]] for i in range(len(depths))]
 
 
+def check_stage_config(family: str, depths: Sequence[int], num_heads: Sequence[int]) -> None:
+    """ValueError unless there is one head count per stage."""
+    if len(depths) != len(num_heads) or not depths:
+        raise ValueError(f"{family} config: depths {list(depths)} and num_heads {list(num_heads)} "
+                         "must be non-empty lists of equal length")
+
+
 def window_partition(x: torch.Tensor, window: Sequence[int]) -> torch.Tensor:
     """[B, *S, C] with S divisible by ``window`` -> windows [B * num_windows, prod(window), C]."""
     batch, *spatial, channels = x.shape

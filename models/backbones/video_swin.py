@@ -12,7 +12,7 @@ from typing import List, Optional, Sequence
 import torch
 from torch import nn
 
-from .swin_layers import PatchEmbed, PatchMerging, SwinStage, stochastic_depth_rates
+from .swin_layers import PatchEmbed, PatchMerging, SwinStage, check_stage_config, stochastic_depth_rates
 
 VIDEO_SWIN_CONFIGS = {
     "video_swin_t_p4w7": dict(embed_dim=96, depths=[2, 2, 6, 2], num_heads=[3, 6, 12, 24]),
@@ -38,11 +38,12 @@ class VideoSwinTransformer(nn.Module):
         super().__init__()
         patch_size, window_size = tuple(patch_size), tuple(window_size)
         if len(patch_size) != 3 or len(window_size) != 3:
-            raise ValueError(f"Video-Swin config: patch_size {patch_size} and window_size {window_size} must be (T, H, W)")
+            raise ValueError(f"Video-Swin config: patch_size {patch_size} and window_size {window_size} "
+                             "must be (T, H, W)")
         if patch_size[0] != 1:
-            raise ValueError(f"Video-Swin config: patch_size {patch_size} must keep time (T patch 1) for per-frame outputs")
-        if len(depths) != len(num_heads):
-            raise ValueError(f"Video-Swin config: depths {list(depths)} and num_heads {list(num_heads)} differ in length")
+            raise ValueError(f"Video-Swin config: patch_size {patch_size} must keep time (T patch 1) "
+                             "for per-frame outputs")
+        check_stage_config("Video-Swin", depths, num_heads)
         num_levels = len(depths) if num_levels is None else num_levels
         if not 1 <= num_levels <= len(depths):
             raise ValueError(f"Video-Swin: num_levels {num_levels} must be in 1..{len(depths)}")
