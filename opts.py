@@ -116,6 +116,10 @@ def _add_data(p):
     p.add_argument('--max_size', default=640, type=int)
     p.add_argument('--binary', action='store_true')
     p.add_argument('--remove_difficult', action='store_true')
+    p.add_argument('--a2d_clips_dir', default='clips320H', type=str,
+                   help="A2D video folder name under --a2d_path ('clips320H'; some releases call it 'CLIPS320')")
+    p.add_argument('--refcoco_min_short_side', default=0, type=int,
+                   help='skip RefCOCO images whose short side after resize is below this (SgMg: 200)')
     p.add_argument('--clip_reverse_prob', default=0.0, type=float, help='SgMg: 0.3')
     p.add_argument('--photometric_after_resize', action='store_true', help='SgMg transform order and ranges')
     p.add_argument('--legacy_caption_flip', action='store_true',

@@ -1,0 +1,216 @@
+"""Shared machinery of the referring-segmentation datasets.
+
+- ``ReferringDataset``: load a raw clip, transform it, and redraw a random sample (bounded) when no
+  frame is valid after augmentation.
+- ``ExpressionClipDataset``: the Ref-YouTube-VOS-style index (one sample per expression and per
+  ``range(0, L, num_frames)`` start) with the clip sampler S; subclasses say how a frame's mask is read.
+- Small readers and the target builder every benchmark uses.
+
+A sample is ``(clip, target)``: ``clip`` a float tensor [T, 3, H, W] and ``target`` a dict (see
+``make_target``).
+"""
+import json
+import random
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import Dataset
+
+from datasets.clip_sampler import sample_clip_indices
+from util.box_ops import masks_to_boxes
+
+Transform = Callable[[List[Image.Image], dict], Tuple[Any, dict]]
+
+
+def read_json(path: Path) -> Any:
+    """Parse a JSON file; a missing or malformed file is an error naming it."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: file not found")
+    try:
+        with open(path, "r", encoding="utf-8") as f:
+            return json.load(f)
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path}: not valid JSON ({err})") from err
+
+
+def read_rgb(path: Path) -> Image.Image:
+    """An image file as a PIL RGB image."""
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"{path}: frame not found")
+    with Image.open(path) as image:
+        return image.convert("RGB")
+
+
+def read_label_map(path: Path) -> np.ndarray:
+    """A palette (mode P) or grey (mode L) PNG as its index array [H, W] uint8 (value = object id)."""
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"{path}: annotation not found")
+    with Image.open(path) as image:
+        if image.mode not in ("P", "L"):
+            raise ValueError(f"{path}: expected a palette PNG (mode P) of object ids, got mode {image.mode}")
+        return np.array(image)
+
+
+def normalize_caption(text: str) -> str:
+    """Lower-case and collapse whitespace to single spaces (the video loaders' caption clean-up)."""
+    return " ".join(text.lower().split())
+
+
+def make_target(masks: torch.Tensor, caption: str, labels: Optional[torch.Tensor] = None, **extra) -> Dict[str, Any]:
+    """The target of one sample before transforms.
+
+    masks: [N, H, W] bool. Gives ``boxes`` [N, 4] xyxy in pixels (inclusive last column/row, zeros for
+    an empty mask, clamped to the image), ``valid`` [N] int64 (1 where the mask is non-empty), the masks,
+    ``labels`` [N] int64 when given, ``caption``, ``orig_size`` and ``size`` (both [h, w]), plus ``extra``.
+    """
+    height, width = masks.shape[-2:]
+    boxes = masks_to_boxes(masks)
+    boxes[:, 0::2].clamp_(min=0, max=width)
+    boxes[:, 1::2].clamp_(min=0, max=height)
+    target = {
+        "boxes": boxes,
+        "masks": masks,
+        "valid": masks.flatten(1).any(1).to(torch.int64),
+        "caption": caption,
+        "orig_size": torch.tensor([height, width]),
+        "size": torch.tensor([height, width]),
+    }
+    if labels is not None:
+        target["labels"] = labels
+    target.update(extra)
+    return target
+
+
+def check_same_size(image: Image.Image, mask: np.ndarray, image_source: str, mask_source: str) -> None:
+    """Raise when a mask [H, W] does not match its frame's size."""
+    if mask.shape != (image.height, image.width):
+        raise ValueError(f"{mask_source}: mask is {mask.shape[1]}x{mask.shape[0]} (WxH) but its frame "
+                         f"{image_source} is {image.width}x{image.height}")
+
+
+class ReferringDataset(Dataset):
+    """Base class: ``__getitem__`` = ``load_clip`` -> ``transforms`` -> ``finalize``, redrawn when invalid.
+
+    Subclasses implement ``__len__`` and ``load_clip(idx) -> (frames, target)`` (PIL frames, target as
+    ``make_target``). With ``resample_invalid`` (training), a sample whose transformed ``valid`` has no 1
+    is replaced by a uniformly drawn other index, at most ``max_resample_attempts`` times in all.
+    """
+
+    max_resample_attempts = 100
+
+    def __init__(self, transforms: Transform, resample_invalid: bool):
+        self.transforms = transforms
+        self.resample_invalid = resample_invalid
+
+    def load_clip(self, idx: int) -> Tuple[List[Image.Image], dict]:
+        raise NotImplementedError
+
+    def is_usable(self, idx: int) -> bool:
+        """Whether a sample may be returned at all (before loading); resampled otherwise."""
+        return True
+
+    def finalize(self, clip: torch.Tensor, target: dict) -> Tuple[torch.Tensor, dict]:
+        """Hook applied to an accepted, transformed sample."""
+        return clip, target
+
+    def __getitem__(self, idx: int):
+        current = idx
+        for _ in range(self.max_resample_attempts):
+            if self.is_usable(current):
+                frames, target = self.load_clip(current)
+                clip, target = self.transforms(frames, target)
+                if not self.resample_invalid or bool(target["valid"].any()):
+                    return self.finalize(clip, target)
+            current = random.randrange(len(self))
+        raise RuntimeError(
+            f"{type(self).__name__}: no usable sample with a valid frame after {self.max_resample_attempts} "
+            f"draws starting at index {idx} (last tried {current}); are the annotations empty?")
+
+
+@dataclass(frozen=True)
+class ExpressionClip:
+    """One training sample of the per-expression index.
+
+    ``frames`` are the video's sorted frame names; ``frame_id`` the position the clip is sampled around;
+    ``referent`` identifies the object(s) for the subclass (an object id or a tuple of annotation ids).
+    """
+
+    video: str
+    exp_id: str
+    caption: str
+    frames: Tuple[str, ...]
+    frame_id: int
+    referent: Any
+    label: int
+
+
+class ExpressionClipDataset(ReferringDataset):
+    """Clips of the Ref-YouTube-VOS family: index per expression and start frame, sampler S.
+
+    ``split_dir`` holds ``JPEGImages/<video>/<frame>.jpg``. Subclasses build the index with
+    ``expression_index`` and implement ``frame_mask``.
+    """
+
+    def __init__(self, split_dir: Path, samples: Sequence[ExpressionClip], transforms: Transform,
+                 num_frames: int, reverse_prob: float = 0.0, resample_invalid: bool = True):
+        super().__init__(transforms, resample_invalid)
+        self.split_dir = Path(split_dir)
+        self.samples = list(samples)
+        self.num_frames = num_frames
+        self.reverse_prob = reverse_prob
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def frame_mask(self, sample: ExpressionClip, position: int, frame: Image.Image) -> np.ndarray:
+        """The referent's mask [H, W] bool in the frame at ``position`` of ``sample.frames``."""
+        raise NotImplementedError
+
+    def frame_path(self, video: str, frame_name: str) -> Path:
+        return self.split_dir / "JPEGImages" / video / f"{frame_name}.jpg"
+
+    def load_clip(self, idx: int):
+        sample = self.samples[idx]
+        positions = sample_clip_indices(sample.frame_id, len(sample.frames), self.num_frames, self.reverse_prob)
+        frames, masks = [], []
+        for position in positions:
+            frame = read_rgb(self.frame_path(sample.video, sample.frames[position]))
+            frames.append(frame)
+            masks.append(torch.from_numpy(self.frame_mask(sample, position, frame)))
+        target = make_target(
+            torch.stack(masks),
+            caption=normalize_caption(sample.caption),
+            labels=torch.full((len(positions),), sample.label, dtype=torch.int64),
+            frames_idx=torch.tensor(positions),
+            video=sample.video,
+            exp_id=sample.exp_id,
+        )
+        return frames, target
+
+
+def expression_index(videos: Dict[str, dict], num_frames: int, source: Path,
+                     describe: Callable[[str, str, dict], Tuple[Any, int]]) -> List[ExpressionClip]:
+    """The per-expression index of a ``meta_expressions.json`` ``videos`` dict, in file order.
+
+    For every video, expression and start in ``range(0, L, num_frames)`` one ``ExpressionClip``.
+    ``describe(video, exp_id, expression) -> (referent, label)`` reads the dataset-specific fields.
+    """
+    samples = []
+    for video, entry in videos.items():
+        if "frames" not in entry or "expressions" not in entry:
+            raise ValueError(f"{source}: video {video!r} lacks 'frames' or 'expressions'")
+        frames = tuple(sorted(entry["frames"]))
+        if not frames:
+            raise ValueError(f"{source}: video {video!r} lists no frames")
+        for exp_id, expression in entry["expressions"].items():
+            if "exp" not in expression:
+                raise ValueError(f"{source}: expression {exp_id!r} of video {video!r} has no 'exp' text")
+            referent, label = describe(video, exp_id, expression)
+            for frame_id in range(0, len(frames), num_frames):
+                samples.append(ExpressionClip(video, exp_id, expression["exp"], frames, frame_id, referent, label))
+    return samples
