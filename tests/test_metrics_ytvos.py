@@ -1,0 +1,51 @@
+"""Per-expression J&F against ground-truth PNG folders (synthetic Ref-YouTube-VOS held-out split)."""
+import shutil
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from datasets.evaluation.mevis import PredictionError
+from datasets.evaluation.ytvos import evaluate_expression_folders
+from datasets.synthetic import make_dataset
+
+
+@pytest.fixture(scope="module")
+def ytvos(tmp_path_factory):
+    root = make_dataset("ytvos", tmp_path_factory.mktemp("ytvos") / "ytvos", seed=3, num_videos=1,
+                        num_valid_videos=2, num_test_videos=1, num_frames=6)
+    return root, root / "_synthetic_gt" / "valid" / "Annotations", root / "meta_expressions" / "valid" / "meta_expressions.json"
+
+
+def test_ground_truth_scores_one(ytvos, tmp_path):
+    root, gt, meta = ytvos
+    pred = tmp_path / "pred"
+    shutil.copytree(gt, pred)
+    result = evaluate_expression_folders(meta, gt, pred)
+    assert result["J&F"] == pytest.approx(1.0) and result["n_expressions"] >= 2
+
+
+def test_empty_prediction_scores_the_empty_frames_only(ytvos, tmp_path):
+    """An all-empty prediction scores J = 1 exactly on the frames where the target is absent, 0 elsewhere."""
+    root, gt, meta = ytvos
+    pred = tmp_path / "pred"
+    shutil.copytree(gt, pred)
+    expected = []
+    for expression in sorted(p for p in gt.glob("*/*") if p.is_dir()):
+        absent = [not np.array(Image.open(png)).any() for png in sorted(expression.glob("*.png"))]
+        expected.append(np.mean(absent))
+    for png in pred.rglob("*.png"):
+        Image.fromarray(np.zeros_like(np.array(Image.open(png)))).save(png)
+    result = evaluate_expression_folders(meta, gt, pred)
+    assert result["J"] == pytest.approx(float(np.mean(expected)))
+    assert result["J"] < 1.0
+
+
+def test_missing_prediction_png_is_named(ytvos, tmp_path):
+    root, gt, meta = ytvos
+    pred = tmp_path / "pred"
+    shutil.copytree(gt, pred)
+    victim = sorted(pred.rglob("*.png"))[0]
+    victim.unlink()
+    with pytest.raises(PredictionError, match=victim.name):
+        evaluate_expression_folders(meta, gt, pred)
