@@ -62,13 +62,14 @@ def _use_cuda_extension(value: torch.Tensor) -> bool:
     if _impl == "pytorch":
         return False
     if _impl == "cuda":
+        problems = []
         if not value.is_cuda:
-            raise RuntimeError(
-                f"msda_impl='cuda' needs CUDA tensors, got tensors on {value.device}; "
-                "use msda_impl 'auto' or 'pytorch' for this device"
-            )
+            problems.append(f"it needs CUDA tensors, got tensors on {value.device} (use msda_impl 'auto' or "
+                            "'pytorch' for this device)")
         if not is_extension_available():
-            raise RuntimeError(f"msda_impl='cuda' but the CUDA extension is unavailable: {extension_unavailable_reason()}")
+            problems.append(f"the CUDA extension is unavailable: {extension_unavailable_reason()}")
+        if problems:
+            raise RuntimeError("msda_impl='cuda' cannot run: " + "; ".join(problems))
         return True
     if not value.is_cuda:
         return False

@@ -6,12 +6,10 @@ Order: the ahead-of-time build ``models/ops/_msda*.so`` (``pip install -e . --no
 compiler, a GPU or a build.
 """
 import importlib
-import logging
 import os
 from typing import Optional
 
-logger = logging.getLogger(__name__)
-
+PREBUILT_MODULE = f"{__package__}._msda"  # build.AOT_MODULE_NAME (build.py is imported only for JIT builds)
 JIT_ENV_VAR = "RVOS_MSDA_JIT"
 BUILD_HINT = (
     "Build it with `pip install -e . --no-build-isolation` (or `python setup.py build_ext --inplace`), or "
@@ -24,18 +22,14 @@ _load_error: Optional[str] = None
 _attempted = False
 
 
-def _import_prebuilt():
-    return importlib.import_module(f"{__package__}._msda")
-
-
 def _load():
     global _module, _load_error, _attempted
     _attempted = True
     try:
-        _module = _import_prebuilt()
+        _module = importlib.import_module(PREBUILT_MODULE)
         return
     except ModuleNotFoundError as error:
-        if error.name != f"{__package__}._msda":
+        if error.name != PREBUILT_MODULE:
             _load_error = f"the prebuilt extension failed to import: {error}"
             return
         _load_error = "the extension is not built"

@@ -17,7 +17,8 @@ __all__ = ["MSDeformAttnFunction"]
 def _require_extension():
     extension = get_extension()
     if extension is None:
-        raise RuntimeError(f"MultiScaleDeformableAttention CUDA extension unavailable: {extension_unavailable_reason()}")
+        raise RuntimeError(
+            f"MultiScaleDeformableAttention CUDA extension unavailable: {extension_unavailable_reason()}")
     return extension
 
 

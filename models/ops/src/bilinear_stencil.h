@@ -51,8 +51,12 @@ struct BilinearStencil {
   // Interpolation weight of corner k.
   MSDA_HOST_DEVICE scalar_t weight(int k) const { return row_weight(k) * col_weight(k); }
   // d weight(k) / d h and d weight(k) / d w.
-  MSDA_HOST_DEVICE scalar_t weight_grad_h(int k) const { return ((k >> 1) ? scalar_t(1) : scalar_t(-1)) * col_weight(k); }
-  MSDA_HOST_DEVICE scalar_t weight_grad_w(int k) const { return ((k & 1) ? scalar_t(1) : scalar_t(-1)) * row_weight(k); }
+  MSDA_HOST_DEVICE scalar_t weight_grad_h(int k) const {
+    return ((k >> 1) ? scalar_t(1) : scalar_t(-1)) * col_weight(k);
+  }
+  MSDA_HOST_DEVICE scalar_t weight_grad_w(int k) const {
+    return ((k & 1) ? scalar_t(1) : scalar_t(-1)) * row_weight(k);
+  }
 };
 
 // Builds the stencil of location (loc_x, loc_y) on a (height, width) map.  Returns false when no corner can be

@@ -2,6 +2,8 @@
 #include <algorithm>
 #include <string>
 
+#include <torch/csrc/utils/pybind.h>
+
 #include "ms_deform_attn.h"
 
 #if __has_include("msda_build_info.h")
@@ -52,6 +54,18 @@ ProblemSizes check_inputs(const at::Tensor& value, const at::Tensor& spatial_sha
   TORCH_CHECK(spatial_shapes.device() == device && level_start_index.device() == device &&
                   sampling_loc.device() == device && attn_weight.device() == device,
               "all inputs must be on the device of value (", device, ")");
+  if (device.is_cpu()) {  // reading the level table on a GPU would synchronise, so only CPU inputs are checked
+    const auto shapes = spatial_shapes.contiguous();
+    const auto starts = level_start_index.contiguous();
+    int64_t expected_start = 0;
+    for (int64_t l = 0; l < num_levels; ++l) {
+      TORCH_CHECK(starts.data_ptr<int64_t>()[l] == expected_start, "level_start_index[", l, "] must be ",
+                  expected_start, " (the sum of H*W of the previous levels)");
+      expected_start += shapes.data_ptr<int64_t>()[2 * l] * shapes.data_ptr<int64_t>()[2 * l + 1];
+    }
+    TORCH_CHECK(expected_start == sizes.num_value, "spatial_shapes cover ", expected_start,
+                " positions (sum of H*W) but value has S=", sizes.num_value);
+  }
   return sizes;
 }
 

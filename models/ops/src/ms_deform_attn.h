@@ -9,7 +9,7 @@
 //   output             [N, Lq, M * D]
 #pragma once
 
-#include <torch/extension.h>
+#include <ATen/core/Tensor.h>
 
 #include <vector>
 

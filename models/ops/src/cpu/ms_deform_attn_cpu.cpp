@@ -1,6 +1,10 @@
 // CPU reference loops of the compiled op: the same bilinear stencil and accumulation as the CUDA kernels, run
 // serially.  They let the compiled arithmetic be checked on machines without a GPU; the PyTorch path
 // (models/ops/core.py) remains the implementation used for CPU tensors.
+#include <ATen/Dispatch.h>
+#include <ATen/ops/zeros.h>
+#include <ATen/ops/zeros_like.h>
+
 #include "../bilinear_stencil.h"
 #include "../ms_deform_attn.h"
 

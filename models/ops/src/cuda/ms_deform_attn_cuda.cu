@@ -4,7 +4,10 @@
 // levels and points.  Backward: one warp per (batch, query, head); lanes stride over channels, scatter the value
 // gradient with atomicAdd (so the order of additions, hence the last bits of grad_value, can differ between
 // runs) and reduce the location / weight gradients over channels with warp shuffles.
+#include <ATen/Dispatch.h>
 #include <ATen/cuda/Atomic.cuh>
+#include <ATen/ops/zeros.h>
+#include <ATen/ops/zeros_like.h>
 #include <c10/cuda/CUDAException.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
