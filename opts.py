@@ -81,6 +81,13 @@ def _add_model(p):
     p.add_argument('--dynamic_mask_channels', default=8, type=int)
     p.add_argument('--no_rel_coord', dest='rel_coord', action='store_false')
     p.add_argument('--output_levels', default=4, type=int, help='SgMg: backbone output levels')
+    p.add_argument('--mutr_fixed_inference', action='store_true',
+                   help='MUTR: predict from the last decoder layer at inference (the original uses the first: a quirk '
+                        'the published numbers depend on, reproduced by default)')
+    p.add_argument('--mutr_batch_time_mixing', default='train', choices=['train', 'always', 'never'],
+                   help="MUTR: when the original's mixing of the frames of different videos of a batch inside MTI "
+                        "happens ('train': in training only, as the public checkpoints were trained)")
+    p.add_argument('--mutr_ffn_dim', default=2048, type=int, help='MUTR: MTA/MTI feed-forward width (hard-coded 2048)')
     p.add_argument('--msda_impl', default='auto', choices=['auto', 'cuda', 'pytorch'],
                    help='MultiScaleDeformableAttention implementation')
 

@@ -8,6 +8,9 @@ strict after these documented renames only:
 * ``module.`` prefixes (a DDP-wrapped model was saved) are stripped;
 * ``text_encoder[.text_backbone].embeddings.position_ids`` is dropped: a persistent buffer in
   transformers < 4.31, a non-persistent one (not in state dicts) since.
+
+``infer_model_name`` tells the variant (ReferFormer, SgMg, MUTR) of a checkpoint from its config or keys; a
+checkpoint of another variant is refused with that named in the report.
 """
 import argparse
 import logging
@@ -28,7 +31,23 @@ DROPPED_KEY_SUFFIXES = ("embeddings.position_ids",)
 ARCHITECTURE_OPTIONS = ("model", "backbone", "with_box_refine", "num_queries", "hidden_dim", "enc_layers",
                         "dec_layers", "dim_feedforward", "nheads", "num_feature_levels", "enc_n_points",
                         "dec_n_points", "mask_dim", "controller_layers", "dynamic_mask_channels", "rel_coord",
-                        "binary", "dataset_file", "text_encoder", "backbone_config")
+                        "binary", "dataset_file", "text_encoder", "backbone_config", "mutr_ffn_dim")
+
+
+# Options only the legacy Namespace of one variant's own opts.py has (checked in this order; Tapall, the
+# MeViS-2024 fork of MUTR, adds sub_video_len / no_sampling to MUTR's).
+LEGACY_VARIANT_OPTIONS = (
+    ("mutr", ("use_fp16", "model_ckpt", "test_num_ckpt", "sub_video_len", "no_sampling")),
+    ("sgmg", ("text_backbone", "output_levels", "amp", "exp_name", "current_epoch", "set_cost_boundary",
+              "boundary_loss_coef")),
+)
+# State-dict key prefixes only one variant has.
+VARIANT_KEY_PREFIXES = (
+    ("sgmg", ("input_fft.", "input_fft_post.", "mask_refine.", "text_encoder.text_backbone.", "text_proj.",
+              "sentence_proj.")),
+    ("mutr", ("MTA.", "mti.")),
+)
+MODEL_NAMES = ("referformer", "sgmg", "mutr")  # as models.build.MODEL_NAMES (not imported: this module stays light)
 
 
 class CheckpointError(RuntimeError):
@@ -67,6 +86,43 @@ def checkpoint_config(ckpt: dict) -> Optional[dict]:
     if isinstance(ckpt.get("args"), argparse.Namespace):
         return vars(ckpt["args"])
     return None
+
+
+def model_name_from_config(ckpt_config: Optional[dict]) -> Optional[str]:
+    """The variant a checkpoint config names: our ``model`` option, or the options only one variant's legacy
+    Namespace has; None without a config. A legacy config of none of them is ReferFormer's."""
+    if not ckpt_config:
+        return None
+    if ckpt_config.get("model") in MODEL_NAMES:
+        return ckpt_config["model"]
+    if "model" in ckpt_config:  # our config with the option unset: the default variant was built
+        return "referformer"
+    for name, options in LEGACY_VARIANT_OPTIONS:
+        if any(option in ckpt_config for option in options):
+            return name
+    return "referformer"
+
+
+def model_name_from_keys(keys: Iterable[str]) -> Optional[str]:
+    """The variant whose own parameters appear among ``keys`` (state-dict names), or None."""
+    keys = [k[len("module."):] if k.startswith("module.") else k for k in keys]
+    for name, prefixes in VARIANT_KEY_PREFIXES:
+        if any(k.startswith(prefixes) for k in keys):
+            return name
+    if any(k.startswith(("pixel_decoder.", "resizer.")) for k in keys):
+        return "referformer"
+    return None
+
+
+def infer_model_name(ckpt_config: Optional[dict], state_dict: Optional[Dict[str, torch.Tensor]] = None) -> str:
+    """'referformer', 'sgmg' or 'mutr' (MUTR and its MeViS-2024 fork Tapall) for a checkpoint: from its config
+    (``checkpoint_config``: our ``model`` option, or the legacy Namespace's variant-only options, e.g. SgMg's
+    ``text_backbone`` / ``output_levels`` / ``amp``, MUTR's ``use_fp16`` / ``model_ckpt`` / ``test_num_ckpt``,
+    Tapall's ``sub_video_len``), else from the state-dict keys when given, else 'referformer'."""
+    name = model_name_from_config(ckpt_config)
+    if name is None and state_dict is not None:
+        name = model_name_from_keys(state_dict)
+    return name or "referformer"
 
 
 def normalise_state_dict(state: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
@@ -108,13 +164,17 @@ def mismatch_report(source: str, missing, unexpected, shapes, ckpt_config: Optio
     for title, rows in (("missing in checkpoint", missing), ("unexpected in checkpoint", unexpected)):
         if rows:
             lines.append(f"  {title}:")
-            lines += [f"    {k}" for k in rows[:limit]]
-            if len(rows) > limit:
-                lines.append(f"    ... and {len(rows) - limit} more")
+            listed = rows if len(rows) <= limit else _key_groups(rows)
+            lines += [f"    {k}" for k in listed[:limit]]
+            if len(listed) > limit:
+                lines.append(f"    ... and {len(listed) - limit} more")
     if shapes:
         lines.append(f"  {'key':60s} {'checkpoint':>20s} {'model':>20s}")
         lines += [f"  {k:60s} {str(list(a)):>20s} {str(list(b)):>20s}" for k, a, b in shapes[:limit]]
     hints = []
+    variant = _variant_hint(unexpected, missing, ckpt_config, model_config)
+    if variant:
+        lines.insert(1, "  " + variant)
     if any(".decoder.bbox_embed." in k for k in unexpected):
         hints.append("the checkpoint was trained with --with_box_refine")
     if any(".decoder.bbox_embed." in k for k in missing):
@@ -126,6 +186,30 @@ def mismatch_report(source: str, missing, unexpected, shapes, ckpt_config: Optio
     if hints:
         lines.append("  likely cause: " + "; ".join(hints))
     return "\n".join(lines)
+
+
+def _key_groups(keys: List[str]) -> List[str]:
+    """Long key lists by module: ``text_encoder.text_backbone.* (101 keys)``, ``input_fft.*.* (32 keys)``."""
+    groups: Dict[str, int] = {}
+    for key in keys:
+        parts = ["*" if part.isdigit() else part for part in key.split(".")[:2]]
+        group = ".".join(parts) + ".*"
+        groups[group] = groups.get(group, 0) + 1
+    return [f"{group} ({count} keys)" for group, count in groups.items()]
+
+
+def _variant_hint(unexpected, missing, ckpt_config: Optional[dict], model_config: Optional[dict]) -> Optional[str]:
+    """'the checkpoint is from another model variant' when its keys or its config show one."""
+    run = None if model_config is None else model_config.get("model") or "referformer"
+    theirs = model_name_from_keys(unexpected)
+    if theirs is None and run is not None:
+        theirs = model_name_from_config(ckpt_config)
+    if theirs is None and run not in (None, "referformer") and model_name_from_keys(missing) == run:
+        theirs = "referformer"  # a bare state dict without this variant's own modules
+    if theirs is None or theirs == run:
+        return None
+    built = f" (this run builds {run})" if run else ""
+    return f"the checkpoint is from another model variant: {theirs}{built}; pass --model {theirs} to load it"
 
 
 def load_state_dict_strict(model: nn.Module, state: Dict[str, torch.Tensor], source: str,

@@ -65,18 +65,27 @@ class SetCriterion(nn.Module):
         return {"loss_bbox": loss_bbox, "loss_giou": loss_giou}
 
     def loss_masks(self, outputs, targets, indices, num_boxes):
-        src = outputs["pred_masks"].transpose(1, 2)[_src_permutation(indices)].flatten(1)
-        tgt = downsample_target_masks([t["masks"] for t in targets], self.mask_out_stride).to(src)
-        tgt = tgt.flatten(1)
-        return {"loss_mask": sigmoid_focal_loss(src, tgt, num_boxes, alpha=self.focal_alpha),
-                "loss_dice": dice_loss(src, tgt, num_boxes)}
+        src = outputs["pred_masks"].transpose(1, 2)[_src_permutation(indices)]
+        focal, dice = self.mask_losses(src, targets, self.mask_out_stride, num_boxes)
+        return {"loss_mask": focal, "loss_dice": dice}
+
+    def mask_losses(self, src: torch.Tensor, targets, stride: int, num_boxes):
+        """Focal and dice losses of the matched queries' mask logits ``src`` [B, T, h, w] against the target
+        masks sampled at ``stride`` (h = H_pad / stride)."""
+        tgt = downsample_target_masks([t["masks"] for t in targets], stride).to(src).flatten(1)
+        src = src.flatten(1)
+        return sigmoid_focal_loss(src, tgt, num_boxes, alpha=self.focal_alpha), dice_loss(src, tgt, num_boxes)
 
     def num_boxes(self, targets, device) -> float:
         count = torch.stack([t["valid"] for t in targets]).sum().to(device=device, dtype=torch.float)
         return max(all_reduce_mean_count(count), 1.0)
 
+    def match(self, outputs, targets):
+        """Per clip (query indices, target indices) of one layer's outputs."""
+        return self.matcher(outputs, targets)
+
     def layer_losses(self, outputs, targets, num_boxes, suffix: str = "") -> Dict[str, torch.Tensor]:
-        indices = self.matcher(outputs, targets)
+        indices = self.match(outputs, targets)
         self.last_indices.append(indices)
         loss_fns = {"labels": self.loss_labels, "boxes": self.loss_boxes, "masks": self.loss_masks}
         losses = {}

@@ -7,7 +7,7 @@ from typing import List, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
-from einops import rearrange, repeat
+from einops import repeat
 
 
 class DynamicMaskHead:
@@ -77,7 +77,8 @@ def dynamic_masks(head: DynamicMaskHead, mask_features: torch.Tensor, params: to
         reference_points: [B, T, Q, 2] normalised (x, y) of each query.
         image_sizes: [B, 2] unpadded (h, w) of the input; relative coordinates are in its pixels.
     Returns:
-        mask logits [B, T, Q, H, W].
+        mask logits [B, T, Q, H, W]; [B, T, Q, C_out, H, W] when the head has ``out_channels`` C_out > 1
+        (SgMg's patch kernels).
     """
     b, t, c, h, w = mask_features.shape
     q = params.shape[2]
@@ -91,4 +92,5 @@ def dynamic_masks(head: DynamicMaskHead, mask_features: torch.Tensor, params: to
     else:
         features = repeat(mask_features, "b t c h w -> b t q c h w", q=q)
     logits = head.run(features.flatten(0, 2), params.flatten(0, 2))
-    return rearrange(logits[:, 0], "(b t q) h w -> b t q h w", b=b, t=t)
+    logits = logits.reshape(b, t, q, head.out_channels, h, w)
+    return logits[:, :, :, 0] if head.out_channels == 1 else logits

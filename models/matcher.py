@@ -79,7 +79,8 @@ class HungarianMatcher(nn.Module):
         return indices
 
 
-def build_matcher(args, num_classes: int) -> HungarianMatcher:
+def build_matcher(args, num_classes: int, mask_out_stride: int = 4) -> HungarianMatcher:
+    """The matcher with the ``--set_cost_*`` weights; masks are compared at ``mask_out_stride`` (SgMg: 2)."""
     return HungarianMatcher(cost_class=args.set_cost_class, cost_bbox=args.set_cost_bbox,
                             cost_giou=args.set_cost_giou, cost_mask=args.set_cost_mask, cost_dice=args.set_cost_dice,
-                            num_classes=num_classes)
+                            num_classes=num_classes, mask_out_stride=mask_out_stride)

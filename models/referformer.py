@@ -8,7 +8,7 @@ batch). ``forward`` composes them, so training and the reference fixtures see on
 import copy
 import math
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -69,7 +69,7 @@ class ReferFormer(nn.Module):
                  text_source: TextEncoderSource, num_classes: int, num_queries: int, num_feature_levels: int,
                  mask_dim: int, dim_feedforward: int, controller_layers: int, dynamic_mask_channels: int,
                  aux_loss: bool = True, with_box_refine: bool = False, freeze_text_encoder: bool = False,
-                 rel_coord: bool = True, fusion_mode: str = "multiply"):
+                 rel_coord: bool = True, fusion_mode: str = "multiply", mask_out_channels: int = 1):
         super().__init__()
         self.num_queries = num_queries
         self.transformer = transformer
@@ -104,19 +104,29 @@ class ReferFormer(nn.Module):
         self.freeze_text_encoder = freeze_text_encoder
         if freeze_text_encoder:
             self.text_encoder.requires_grad_(False)
-        self.resizer = FeatureResizer(text_encoder.config.hidden_size, hidden_dim, dropout=0.1)
+        self.build_text_projection(text_encoder.config.hidden_size, hidden_dim)
         self.fusion_module = VisionLanguageFusionModule(d_model=hidden_dim, nhead=8, mode=fusion_mode)
         self.text_pos = PositionEmbeddingSine1D(hidden_dim, normalize=True)
 
-        feature_channels = [backbone.num_channels[0]] + 3 * [hidden_dim]
-        self.pixel_decoder = CrossModalFPNDecoder(feature_channels, conv_dim=hidden_dim, mask_dim=mask_dim,
-                                                  dim_feedforward=dim_feedforward, text_pos=self.text_pos)
-        self.mask_feat_stride = 4
-        self.mask_head = DynamicMaskHead(mask_dim, dynamic_mask_channels, controller_layers, rel_coord)
+        self.build_mask_features(backbone.num_channels, hidden_dim, mask_dim, dim_feedforward)
+        self.mask_head = DynamicMaskHead(mask_dim, dynamic_mask_channels, controller_layers, rel_coord,
+                                         out_channels=mask_out_channels)
         self.controller = MLP(hidden_dim, hidden_dim, self.mask_head.num_params, 3)
         for layer in self.controller.layers:
             nn.init.zeros_(layer.bias)
             nn.init.xavier_uniform_(layer.weight)
+
+    def build_text_projection(self, text_dim: int, hidden_dim: int) -> None:
+        """The modules of ``project_text``: one ``resizer`` shared by words and sentence."""
+        self.resizer = FeatureResizer(text_dim, hidden_dim, dropout=0.1)
+
+    def build_mask_features(self, backbone_channels: Sequence[int], hidden_dim: int, mask_dim: int,
+                            dim_feedforward: int) -> None:
+        """The modules of ``mask_features`` and their stride: the cross-modal FPN ``pixel_decoder`` (4)."""
+        feature_channels = [backbone_channels[0]] + 3 * [hidden_dim]
+        self.pixel_decoder = CrossModalFPNDecoder(feature_channels, conv_dim=hidden_dim, mask_dim=mask_dim,
+                                                  dim_feedforward=dim_feedforward, text_pos=self.text_pos)
+        self.mask_feat_stride = 4
 
     @staticmethod
     def _build_input_proj(channels: Sequence[int], hidden_dim: int, num_levels: int) -> nn.ModuleList:
@@ -156,47 +166,61 @@ class ReferFormer(nn.Module):
         tokenized, padding_mask = tokenize(self.tokenizer, captions, device)
         with torch.set_grad_enabled(torch.is_grad_enabled() and not self.freeze_text_encoder):
             encoded = self.text_encoder(**tokenized)
-        words = self.resizer(encoded.last_hidden_state)
-        sentence = self.resizer(encoded.pooler_output)
+        words, sentence = self.project_text(encoded)
         return TextEncoding(NestedTensor(words, padding_mask), sentence)
+
+    def project_text(self, encoded) -> Tuple[torch.Tensor, torch.Tensor]:
+        """RoBERTa output -> word features [B, L, hidden] and sentence features [B, hidden]."""
+        return self.resizer(encoded.last_hidden_state), self.resizer(encoded.pooler_output)
 
     def fuse_levels(self, visual: VisualFeatures, text: TextEncoding):
         """Project the last 3 backbone levels (+ extra strided levels) and fuse each with the words.
         Returns srcs, masks, poses: per level [N, hidden, H_l, W_l] / [N, H_l, W_l]."""
-        b, t = visual.batch_size, visual.num_frames
-        text_pos = self.text_pos(text.words).permute(2, 0, 1)
-        words, word_mask = text.words.tensors.permute(1, 0, 2), text.words.mask
-
-        def fuse(src):
-            h, w = src.shape[-2:]
-            tokens = rearrange(src, "(b t) c h w -> (t h w) b c", b=b, t=t)
-            tokens = self.fusion_module(tgt=tokens, memory=words, memory_key_padding_mask=word_mask, pos=text_pos)
-            return rearrange(tokens, "(t h w) b c -> (b t) c h w", t=t, h=h, w=w)
-
+        fuse = self.level_fuser(visual, text)
         srcs, masks, poses = [], [], []
         for level, (feat, pos) in enumerate(zip(visual.features[-3:], visual.pos[-3:])):
-            srcs.append(fuse(self.input_proj[level](feat.tensors)))
+            srcs.append(fuse(level, self.input_proj[level](feat.tensors)))
             masks.append(feat.mask)
             poses.append(pos)
         for level in range(3, self.num_feature_levels):
             src = self.input_proj[level](visual.features[-1].tensors if level == 3 else srcs[-1])
             mask = interpolate_mask(visual.pixel_mask, src.shape[-2:])
             poses.append(self.backbone[1](NestedTensor(src, mask)).to(src.dtype))
-            srcs.append(fuse(src))
+            srcs.append(fuse(level, src))
             masks.append(mask)
         return srcs, masks, poses
 
-    def predict_boxes(self, hs: torch.Tensor, init_reference: torch.Tensor, inter_references: torch.Tensor):
-        """hs [D, N, Q, C] -> class logits [D, N, Q, K] and boxes [D, N, Q, 4] (cx, cy, w, h in [0, 1])."""
+    def level_fuser(self, visual: VisualFeatures, text: TextEncoding) -> Callable[[int, torch.Tensor], torch.Tensor]:
+        """The early fusion of one forward: ``fuse(level, src)`` maps projected features [N, hidden, H, W] of
+        ``level`` (levels are fused in order) to the same shape, each visual token attending to the words."""
+        b, t = visual.batch_size, visual.num_frames
+        text_pos = self.text_pos(text.words).permute(2, 0, 1)
+        words, word_mask = text.words.tensors.permute(1, 0, 2), text.words.mask
+
+        def fuse(level: int, src: torch.Tensor) -> torch.Tensor:
+            h, w = src.shape[-2:]
+            tokens = rearrange(src, "(b t) c h w -> (t h w) b c", b=b, t=t)
+            tokens = self.fusion_module(tgt=tokens, memory=words, memory_key_padding_mask=word_mask, pos=text_pos)
+            return rearrange(tokens, "(t h w) b c -> (b t) c h w", t=t, h=h, w=w)
+
+        return fuse
+
+    def predict_boxes(self, hs: torch.Tensor, init_reference: torch.Tensor, inter_references: torch.Tensor,
+                      object_hs: Optional[torch.Tensor] = None):
+        """hs [D, N, Q, C] -> class logits [D', N, Q, K] and boxes [D', N, Q, 4] (cx, cy, w, h in [0, 1]).
+
+        The box head reads ``hs``, the class head ``object_hs`` [D', N, Q, C] (default ``hs``); layer
+        ``lvl < D'`` of both is predicted (MUTR: the class head reads the MTI output)."""
+        object_hs = hs if object_hs is None else object_hs
         classes, boxes = [], []
-        for lvl in range(hs.shape[0]):
+        for lvl in range(object_hs.shape[0]):
             reference = inverse_sigmoid(init_reference if lvl == 0 else inter_references[lvl - 1])
             delta = self.bbox_embed[lvl](hs[lvl])
             if reference.shape[-1] == 4:
                 coord = delta + reference
             else:
                 coord = torch.cat([delta[..., :2] + reference, delta[..., 2:]], -1)
-            classes.append(self.class_embed[lvl](hs[lvl]))
+            classes.append(self.class_embed[lvl](object_hs[lvl]))
             boxes.append(coord.sigmoid())
         return torch.stack(classes), torch.stack(boxes)
 
@@ -208,20 +232,32 @@ class ReferFormer(nn.Module):
         Returns pred_logits [B, T, Q, K], pred_boxes [B, T, Q, 4], pred_masks [B, T, Q, H/4, W/4],
         aux_outputs (all but the last decoder layer), and in eval mode reference_points [B, T, Q, 2].
         """
-        b, t = visual.batch_size, visual.num_frames
+        t = visual.num_frames
         srcs, masks, poses = self.fuse_levels(visual, text)
         tgt = repeat(text.sentence, "b c -> (b t) q c", t=t, q=self.num_queries)
         hs, memory, init_reference, inter_references = self.transformer(srcs, tgt, masks, poses,
                                                                         self.query_embed.weight)
-        classes, boxes = self.predict_boxes(hs, init_reference, inter_references)
+        return self.predict(visual, text, image_sizes, hs, memory, init_reference, inter_references)
+
+    def predict(self, visual: VisualFeatures, text: TextEncoding, image_sizes: torch.Tensor, hs: torch.Tensor,
+                memory: List[torch.Tensor], init_reference: torch.Tensor, inter_references: torch.Tensor,
+                object_hs: Optional[torch.Tensor] = None) -> Dict:
+        """The heads on the transformer output (the outputs of ``decode``).
+
+        hs: decoder queries [D, B*T, Q, C]; memory: encoder output per level [B*T, C, H_l, W_l];
+        init_reference [B*T, Q, 2]; inter_references [D, B*T, Q, 4]; object_hs: the queries read by the
+        class head and the controller, [D', B*T, Q, C] (default ``hs``; MUTR: the MTI output).
+        """
+        b, t = visual.batch_size, visual.num_frames
+        object_hs = hs if object_hs is None else object_hs
+        classes, boxes = self.predict_boxes(hs, init_reference, inter_references, object_hs)
         classes = rearrange(classes, "l (b t) q k -> l b t q k", b=b, t=t)
         boxes = rearrange(boxes, "l (b t) q n -> l b t q n", b=b, t=t)
 
-        mask_features = self.pixel_decoder(visual.features, text.words, visual.pos, memory, nf=t)
-        mask_features = rearrange(mask_features, "(b t) c h w -> b t c h w", b=b, t=t)
+        mask_features = self.mask_features(visual, text, memory)
         masks_per_layer = []
-        for lvl in range(hs.shape[0]):
-            params = rearrange(self.controller(hs[lvl]), "(b t) q n -> b t q n", b=b, t=t)
+        for lvl in range(object_hs.shape[0]):
+            params = rearrange(self.controller(object_hs[lvl]), "(b t) q n -> b t q n", b=b, t=t)
             refs = rearrange(inter_references[lvl, ..., :2], "(b t) q n -> b t q n", b=b, t=t)
             masks_per_layer.append(dynamic_masks(self.mask_head, mask_features, params, refs, image_sizes,
                                                  self.mask_feat_stride))
@@ -236,6 +272,11 @@ class ReferFormer(nn.Module):
     def forward(self, samples, captions: List[str], targets: List[dict]) -> Dict:
         """samples: NestedTensor [B, T, 3, H, W] or list of videos; captions: B strings; targets: B dicts with
         ``size`` (unpadded h, w) and optionally ``valid_indices`` (the annotated frame, A2D/JHMDB)."""
+        return self.decode(*self.encode_inputs(samples, captions, targets))
+
+    def encode_inputs(self, samples, captions: List[str], targets: List[dict]):
+        """The encoders of ``forward``: (visual features, text encoding, image sizes [B, 2]); only the
+        annotated frame of each clip is kept when the targets give ``valid_indices``."""
         visual = self.encode_video(samples)
         if "valid_indices" in targets[0]:
             t = visual.num_frames
@@ -244,5 +285,12 @@ class ReferFormer(nn.Module):
             visual = visual.select_frames(index)
         text = self.encode_text(captions)
         image_sizes = torch.stack([torch.as_tensor(tg["size"]) for tg in targets]).to(visual.pixel_mask.device)
-        return self.decode(visual, text, image_sizes)
+        return visual, text, image_sizes
+
+    def mask_features(self, visual: VisualFeatures, text: TextEncoding, memory: List[torch.Tensor]) -> torch.Tensor:
+        """Features the dynamic mask head runs on, [B, T, mask_dim, H / s, W / s] at ``mask_feat_stride`` s:
+        the cross-modal FPN over the encoder memory and the stride-4 backbone level."""
+        b, t = visual.batch_size, visual.num_frames
+        mask_features = self.pixel_decoder(visual.features, text.words, visual.pos, memory, nf=t)
+        return rearrange(mask_features, "(b t) c h w -> b t c h w", b=b, t=t)
 

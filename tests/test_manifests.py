@@ -16,7 +16,7 @@ from conftest import REFERENCE_DIR
 
 MANIFEST_DIR = REFERENCE_DIR / "manifests"
 FAMILY_MODELS = {"referformer": "referformer", "sgmg": "sgmg", "mutr": "mutr", "tapall": "mutr"}
-IMPLEMENTED = {"referformer"}
+IMPLEMENTED = {"referformer", "mutr", "sgmg"}
 
 
 def manifest_files():
