@@ -13,6 +13,11 @@ import yaml
 
 # Keys a config file may carry that describe the recipe rather than set an option.
 RECIPE_KEYS = ("description", "paper", "notes")
+# Defaults that differ in a variant's own opts.py; applied when the option was left at ReferFormer's default.
+VARIANT_DEFAULTS = {
+    "sgmg": {"controller_layers": 2, "dynamic_mask_channels": 16},
+    "mutr": {"lr_backbone": 6e-6},
+}
 
 
 def _add_optimisation(p):
@@ -252,6 +257,10 @@ def parse_args(argv: Optional[List[str]] = None, parser: Optional[argparse.Argum
         recipe = apply_config(parser, load_config(pre.config), pre.config)
     args = parser.parse_args(argv)
     args.recipe = recipe
+    base_defaults = get_args_parser()
+    for key, value in VARIANT_DEFAULTS.get(args.model, {}).items():
+        if getattr(args, key) == base_defaults.get_default(key):
+            setattr(args, key, value)
     if args.use_fp16 and args.amp is None:
         args.amp = 'fp16'
     if args.local_rank is None and 'LOCAL_RANK' in os.environ:

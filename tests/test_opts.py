@@ -60,3 +60,12 @@ def test_shipped_configs_parse():
     assert configs
     for path in configs:
         opts.parse_args(["--config", str(path)])
+
+
+def test_variant_defaults_apply_unless_given():
+    sgmg = opts.parse_args(["--model", "sgmg"])
+    assert (sgmg.controller_layers, sgmg.dynamic_mask_channels) == (2, 16)
+    mutr = opts.parse_args(["--model", "mutr"])
+    assert mutr.lr_backbone == 6e-6
+    assert opts.parse_args(["--model", "mutr", "--lr_backbone", "1e-5"]).lr_backbone == 1e-5
+    assert opts.parse_args([]).controller_layers == 3
