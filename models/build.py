@@ -32,13 +32,13 @@ def resolve_model_name(args) -> str:
     return name
 
 
-def _build_referformer(args, backbone, transformer, text_encoder, source, num_classes, **variant_kwargs):
-    return ReferFormer(
-        backbone, transformer, text_encoder, source, num_classes=num_classes, num_queries=args.num_queries,
-        num_feature_levels=args.num_feature_levels, mask_dim=args.mask_dim, dim_feedforward=args.dim_feedforward,
-        controller_layers=args.controller_layers, dynamic_mask_channels=args.dynamic_mask_channels,
-        aux_loss=args.aux_loss, with_box_refine=args.with_box_refine, freeze_text_encoder=args.freeze_text_encoder,
-        rel_coord=args.rel_coord, **variant_kwargs)
+def core_model_kwargs(args, num_classes: int) -> dict:
+    """Constructor arguments every variant shares with :class:`ReferFormer`, from the options."""
+    return dict(num_classes=num_classes, num_queries=args.num_queries, num_feature_levels=args.num_feature_levels,
+                mask_dim=args.mask_dim, dim_feedforward=args.dim_feedforward,
+                controller_layers=args.controller_layers, dynamic_mask_channels=args.dynamic_mask_channels,
+                aux_loss=args.aux_loss, with_box_refine=args.with_box_refine,
+                freeze_text_encoder=args.freeze_text_encoder, rel_coord=args.rel_coord)
 
 
 def build_model(args) -> Tuple[nn.Module, nn.Module, object]:
@@ -52,7 +52,7 @@ def build_model(args) -> Tuple[nn.Module, nn.Module, object]:
     source = TextEncoderSource(getattr(args, "text_encoder", "roberta-base"))
     text_encoder = build_roberta(source)
     if name == "referformer":
-        model = _build_referformer(args, backbone, transformer, text_encoder, source, num_classes)
+        model = ReferFormer(backbone, transformer, text_encoder, source, **core_model_kwargs(args, num_classes))
         criterion = SetCriterion(num_classes, build_matcher(args, num_classes), build_weight_dict(args),
                                  focal_alpha=args.focal_alpha)
     else:

@@ -34,6 +34,7 @@ import torch.nn.functional as F
 from einops import rearrange, repeat
 from torch import nn
 
+from .build import core_model_kwargs
 from .criterion import SetCriterion, build_weight_dict
 from .layers import with_pos
 from .matcher import build_matcher
@@ -201,16 +202,11 @@ class MUTR(ReferFormer):
 
 
 def build(args, backbone, transformer, text_encoder, source, num_classes):
-    """Build (MUTR, criterion) from the options (``--mutr_fixed_inference``, ``--mutr_batch_time_mixing``,
-    ``--mutr_ffn_dim`` are read when present)."""
-    model = MUTR(
-        backbone, transformer, text_encoder, source, num_classes=num_classes, num_queries=args.num_queries,
-        num_feature_levels=args.num_feature_levels, mask_dim=args.mask_dim, dim_feedforward=args.dim_feedforward,
-        controller_layers=args.controller_layers, dynamic_mask_channels=args.dynamic_mask_channels,
-        aux_loss=args.aux_loss, with_box_refine=args.with_box_refine, freeze_text_encoder=args.freeze_text_encoder,
-        rel_coord=args.rel_coord, ffn_dim=getattr(args, "mutr_ffn_dim", DEFAULT_FFN_DIM),
-        fixed_inference=getattr(args, "mutr_fixed_inference", False),
-        batch_time_mixing=getattr(args, "mutr_batch_time_mixing", "train"))
+    """Build (MUTR, criterion) from the options (incl. ``--mutr_fixed_inference``, ``--mutr_batch_time_mixing``,
+    ``--mutr_ffn_dim``)."""
+    model = MUTR(backbone, transformer, text_encoder, source, **core_model_kwargs(args, num_classes),
+                 ffn_dim=args.mutr_ffn_dim, fixed_inference=args.mutr_fixed_inference,
+                 batch_time_mixing=args.mutr_batch_time_mixing)
     criterion = SetCriterion(num_classes, build_matcher(args, num_classes), build_weight_dict(args),
                              focal_alpha=args.focal_alpha)
     return model, criterion

@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .build import core_model_kwargs
 from .layers import FeatureResizer
 from .matcher import build_matcher
 from .referformer import ReferFormer, VisualFeatures
@@ -192,11 +193,7 @@ def build(args, backbone, transformer, text_encoder, source, num_classes):
     if text_backbone != "Roberta":
         raise ValueError(f"--text_backbone {text_backbone!r}: SgMg supports only 'Roberta'")
     matcher = build_matcher(args, num_classes, mask_out_stride=2)
-    model = SgMg(backbone, transformer, text_encoder, source, num_classes=num_classes, num_queries=args.num_queries,
-                 num_feature_levels=args.num_feature_levels, mask_dim=args.mask_dim,
-                 dim_feedforward=args.dim_feedforward, controller_layers=args.controller_layers,
-                 dynamic_mask_channels=args.dynamic_mask_channels, matcher=matcher, aux_loss=args.aux_loss,
-                 with_box_refine=args.with_box_refine, freeze_text_encoder=args.freeze_text_encoder,
-                 rel_coord=args.rel_coord, refine_every_query=refines_every_query(args.dataset_file))
+    model = SgMg(backbone, transformer, text_encoder, source, **core_model_kwargs(args, num_classes), matcher=matcher,
+                 refine_every_query=refines_every_query(args.dataset_file))
     criterion = SgMgCriterion(num_classes, matcher, sgmg_weight_dict(args), focal_alpha=args.focal_alpha)
     return model, criterion
