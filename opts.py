@@ -45,6 +45,8 @@ def _add_optimisation(p):
     p.add_argument('--amp', nargs='?', const='fp16', default=None, choices=['fp16', 'bf16'],
                    help='mixed precision: `--amp` alone is fp16 with a GradScaler (SgMg), `--amp bf16` bfloat16')
     p.add_argument('--use_fp16', action='store_true', help='MUTR name for --amp fp16')
+    p.add_argument('--save_every_iters', default=0, type=int,
+                   help='also write checkpoint.pth every N iterations (at an optimiser step), for exact mid-epoch resume')
     p.add_argument('--max_iters_per_epoch', default=None, type=int,
                    help='stop each epoch after this many iterations (smoke runs)')
 

@@ -1,0 +1,350 @@
+"""Training and ``--eval`` for every model variant and dataset, under any launcher.
+
+Replaces ReferFormer's ``main.py``, ``main_joint.py`` (``--dataset_file joint``) and ``main_pretrain.py``
+(``--dataset_file all`` / ``refcoco`` / ``refcoco+`` / ``refcocog``)::
+
+    torchrun --nproc_per_node 8 main.py --config configs/referformer/video_swin_t_p4w7_ytvos.yaml \\
+        --pretrained_weights pretrained_weights/video_swin_tiny_pretrained.pth --output_dir out/vswin_t
+    python -m torch.distributed.launch --nproc_per_node 8 --use_env main.py ...   # legacy launcher
+    srun python main.py ...                                                        # SLURM, one task per GPU
+    python main.py --config configs/tiny/referformer_tiny_synthetic.yaml ...       # one process
+
+Writes to ``--output_dir``: ``checkpoint.pth`` (every epoch, and every ``--save_every_iters`` iterations),
+``checkpoint{epoch:04d}.pth`` (before each LR drop and at the end), ``log.txt`` (a JSON line per epoch),
+``train.log`` (the human log), ``config.yaml`` (the resolved options; ``--config`` accepts it), ``env.json``
+(software, hardware, MultiScaleDeformableAttention build) and TensorBoard scalars in ``tb/<exp_name>``.
+``--resume auto`` continues from ``<output_dir>/checkpoint.pth`` when it exists. docs/TRAINING.md has the recipes.
+"""
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Dict, List, Optional
+
+import torch
+import yaml
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import BatchSampler, DataLoader
+
+from datasets.collate import collate_fn
+from datasets.registry import build_dataset
+from datasets.samplers import ResumableDistributedSampler
+from engine import TrainOptions, evaluate, train_one_epoch
+from models import build_model, load_text_encoder_weights
+from models.backbones import load_backbone_pretrained
+from models.checkpoint import atomic_save, load_model_checkpoint, load_pretrained_weights
+from opts import args_to_config, get_args_parser, parse_args
+from util.dist import (DistContext, all_gather_object, any_rank, destroy_process_group, init_distributed_mode,
+                       is_main_process)
+from util.env_info import collect_env, format_env
+from util.logger import JSON_LOG_NAME, ScalarWriter, append_json_line, setup_logging
+from util.optim import build_optimizer, check_global_batch
+from util.referring_eval import (EVAL_DURING_TRAINING, EVAL_SPLITS, PredictionMaker, ground_truth_file,
+                                 score_predictions, supports_eval)
+from util.rng import SeededDataset, SeededSampler, capture_rng_state, restore_rng_state, seed_everything
+from util.train_state import (Position, build_checkpoint, checkpoint_milestone_epochs, restore_training_state,
+                              scaler_for)
+
+logger = logging.getLogger("main")
+
+CHECKPOINT_NAME = "checkpoint.pth"
+RESUME_AUTO = "auto"
+# Options that describe this process rather than the run; left out of config.yaml.
+RUNTIME_OPTIONS = ("config", "help", "local_rank")
+
+
+def resolve_resume(args, output_dir: Optional[Path]) -> Optional[Path]:
+    """The checkpoint ``--resume`` names (``auto``: ``<output_dir>/checkpoint.pth`` if present). Starting a new
+    training run over an output folder that already holds a checkpoint is refused, so nothing is overwritten."""
+    if args.resume == RESUME_AUTO:
+        if output_dir is None:
+            raise ValueError("--resume auto needs --output_dir")
+        candidate = output_dir / CHECKPOINT_NAME
+        return candidate if candidate.is_file() else None
+    if args.resume:
+        path = Path(args.resume)
+        if not path.is_file():
+            raise FileNotFoundError(f"--resume {path}: no such checkpoint file")
+        return path
+    if not args.eval and output_dir is not None and (output_dir / CHECKPOINT_NAME).is_file():
+        raise FileExistsError(
+            f"{output_dir / CHECKPOINT_NAME} already exists from an earlier run; pass --resume auto (or --resume "
+            f"{output_dir / CHECKPOINT_NAME}) to continue it, or choose another --output_dir")
+    return None
+
+
+def config_to_save(args) -> Dict:
+    """The run's options (every parser option except runtime ones) plus the recipe keys, for config.yaml."""
+    names = [a.dest for a in get_args_parser()._actions if a.dest not in RUNTIME_OPTIONS]
+    values = args_to_config(args)
+    return {**getattr(args, "recipe", {}), **{name: values[name] for name in names if name in values}}
+
+
+def record_run(args, ctx: DistContext, output_dir: Optional[Path]) -> None:
+    """Log (and on rank 0 save) the environment and resolved options."""
+    env = collect_env()
+    logger.info("launcher %s: rank %d of %d (local rank %d), backend %s", ctx.launcher, ctx.rank, ctx.world_size,
+                ctx.local_rank, ctx.backend)
+    logger.info("environment:\n%s", format_env(env))
+    config = config_to_save(args)
+    logger.info("options:\n%s", yaml.safe_dump(config, sort_keys=True).rstrip())
+    if output_dir is None:
+        logger.warning("--output_dir is empty: no checkpoint, log or TensorBoard file will be written")
+        return
+    if is_main_process():
+        write_keeping_previous(output_dir / "config.yaml", yaml.safe_dump(config, sort_keys=True))
+        write_keeping_previous(output_dir / "env.json", json.dumps(env, indent=2))
+
+
+def write_keeping_previous(path: Path, text: str) -> None:
+    """Write ``text`` to ``path``; a different earlier version (from the run being resumed) is kept as
+    ``<stem>.<its time><suffix>``."""
+    if path.is_file() and path.read_text() != text:
+        stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(path.stat().st_mtime))
+        path.rename(path.with_name(f"{path.stem}.{stamp}{path.suffix}"))
+    path.write_text(text)
+
+
+def process_device(args, ctx: DistContext) -> torch.device:
+    """``cuda:<local rank>`` for CUDA runs (an explicit ``--device cuda:N`` is kept in a single process)."""
+    device = torch.device(args.device)
+    if device.type == "cuda" and (ctx.distributed or device.index is None):
+        return torch.device("cuda", ctx.local_rank)
+    return device
+
+
+def initialise_weights(model, args, resume: Optional[Path]) -> Optional[dict]:
+    """Load weights: ``--resume`` (returned, for its training state), else ``--pretrained_weights`` (fine-tuning,
+    class heads fresh), else the text encoder from ``--text_encoder`` and the backbone from
+    ``--backbone_pretrained`` when given."""
+    config = args_to_config(args)
+    if resume is not None:
+        if args.pretrained_weights:
+            logger.warning("--pretrained_weights %s is ignored: --resume %s supplies the weights",
+                           args.pretrained_weights, resume)
+        return load_model_checkpoint(model, resume, model_config=config)
+    if args.eval:
+        raise ValueError("--eval needs the weights to evaluate: pass --resume CHECKPOINT")
+    if args.pretrained_weights:
+        load_pretrained_weights(model, args.pretrained_weights, model_config=config)
+        if args.backbone_pretrained:
+            logger.warning("--backbone_pretrained %s is ignored: --pretrained_weights supplies the backbone",
+                           args.backbone_pretrained)
+        return None
+    load_text_encoder_weights(model)
+    if args.backbone_pretrained:
+        load_backbone_pretrained(model.backbone, args.backbone_pretrained)
+    else:
+        logger.warning("no --resume, --pretrained_weights or --backbone_pretrained: the visual backbone starts "
+                       "from random weights")
+    return None
+
+
+def check_dataset_mode(args, resume: Optional[Path]) -> None:
+    """The original scripts' guards, as clear errors."""
+    if args.eval and not supports_eval(args.dataset_file):
+        raise ValueError(f"--eval scores {', '.join(sorted(EVAL_SPLITS))}; predictions for "
+                         f"--dataset_file {args.dataset_file} are made and scored with inference.py")
+    if args.dataset_file == "jhmdb" and not args.eval:
+        raise ValueError("JHMDB-Sentences is evaluated only (with the A2D-Sentences model): pass --eval --resume "
+                         "A2D_CHECKPOINT")
+    if args.dataset_file == "davis" and not args.eval and not (args.pretrained_weights or resume):
+        raise ValueError("Ref-DAVIS17 is fine-tuned from a Ref-YouTube-VOS model: pass --pretrained_weights")
+
+
+def evaluation_loaders(args, ctx: DistContext) -> List[tuple]:
+    """(name, ground-truth file, loader over this rank's share) for every evaluated split of the dataset."""
+    loaders = []
+    for name, image_set in EVAL_SPLITS[args.dataset_file]:
+        dataset = build_dataset(image_set, args, dataset_file=name)
+        shard = list(range(ctx.rank, len(dataset), ctx.world_size))
+        loader = DataLoader(dataset, args.batch_size, sampler=shard, collate_fn=collate_fn,
+                            num_workers=args.num_workers, pin_memory=str(args.device).startswith("cuda"))
+        loaders.append((name, ground_truth_file(name, image_set, args), loader))
+    return loaders
+
+
+def run_evaluation(model, postprocessors, loaders: List[tuple], args, device) -> Dict[str, float]:
+    """Score every split of ``loaders``; metrics are named ``<dataset>_<metric>`` (computed on rank 0)."""
+    metrics: Dict[str, float] = {}
+    make_predictions = PredictionMaker(postprocessors)
+    for name, gt_path, loader in loaders:
+        predictions = evaluate(model, loader, device, make_predictions, amp=args.amp, desc=f"eval {name}")
+        if is_main_process():
+            metrics.update({f"{name}_{k}": v for k, v in score_predictions(gt_path, predictions).items()})
+    return metrics
+
+
+class Trainer:
+    """Holds the training state of one run and writes its checkpoints and logs."""
+
+    def __init__(self, args, ctx: DistContext, device: torch.device, model, criterion, postprocessors,
+                 resume: Optional[Path], ckpt: Optional[dict], output_dir: Optional[Path]):
+        self.args, self.ctx, self.device, self.output_dir = args, ctx, device, output_dir
+        self.model_without_ddp, self.criterion, self.postprocessors = model, criterion, postprocessors
+        self.n_parameters = sum(p.numel() for p in model.parameters() if p.requires_grad)
+        logger.info("trainable parameters: %d", self.n_parameters)
+
+        lr_scale = check_global_batch(args, ctx.world_size)
+        self.optimizer, self.lr_scheduler = build_optimizer(model, args, lr_scale)
+        self.scaler = scaler_for(args.amp, device)
+
+        dataset = build_dataset("train", args)
+        logger.info("training set %s: %d samples", args.dataset_file, len(dataset))
+        self.sampler = ResumableDistributedSampler(dataset, ctx.world_size, ctx.rank, shuffle=True, seed=args.seed)
+        batches = BatchSampler(SeededSampler(self.sampler, args.seed), args.batch_size, drop_last=True)
+        if len(batches) == 0:
+            raise ValueError(f"the training set has {len(dataset)} samples, fewer than one global batch of "
+                             f"{ctx.world_size} x {args.batch_size}")
+        self.loader = DataLoader(SeededDataset(dataset), batch_sampler=batches, collate_fn=collate_fn,
+                                 num_workers=args.num_workers, pin_memory=device.type == "cuda",
+                                 generator=torch.Generator().manual_seed(args.seed))
+        self.iterations_per_epoch = len(batches)
+        if args.max_iters_per_epoch:
+            self.iterations_per_epoch = min(self.iterations_per_epoch, args.max_iters_per_epoch)
+
+        self.position, self.rng_state = Position(args.start_epoch), None
+        if ckpt is not None and not args.eval:
+            self.position, self.rng_state = restore_training_state(
+                ckpt, str(resume), self.optimizer, self.lr_scheduler, self.scaler, self.sampler, ctx.rank,
+                ctx.world_size, args.lr_drop)
+
+        self.model = model
+        if ctx.distributed:
+            self.model = DistributedDataParallel(
+                model, device_ids=[device.index] if device.type == "cuda" else None,
+                find_unused_parameters=getattr(model, "ddp_find_unused_parameters", False))
+        self.options = TrainOptions(max_norm=args.clip_max_norm, amp=args.amp, accumulate=args.accumulate)
+        self.eval_loaders = evaluation_loaders(args, ctx) if args.dataset_file in EVAL_DURING_TRAINING else []
+        self.save_every = args.save_every_iters
+        self.epoch, self.num_iterations, self.last_saved, self.done = 0, 0, 0, 0
+        self.stop_at: Optional[float] = None
+        self.writer = None
+
+    def save(self, epoch: int, iteration: int, finished: bool, numbered: bool = False) -> None:
+        """Write ``checkpoint.pth`` (and ``checkpoint{epoch:04d}.pth`` when ``numbered``) atomically; every rank
+        must call it (the RNG states of all ranks are gathered)."""
+        rng_states = all_gather_object(capture_rng_state())
+        if self.output_dir is None or not is_main_process():
+            return
+        started = time.time()
+        state = build_checkpoint(self.model_without_ddp, self.optimizer, self.lr_scheduler, self.scaler,
+                                 self.sampler, epoch, iteration, finished, rng_states, args_to_config(self.args))
+        paths = [self.output_dir / CHECKPOINT_NAME] + ([self.output_dir / f"checkpoint{epoch:04d}.pth"]
+                                                       if numbered else [])
+        for path in paths:
+            atomic_save(state, path)
+        logger.info("saved %s (epoch %d, iteration %d%s) in %.1fs", ", ".join(str(p) for p in paths), epoch,
+                    iteration, ", end of epoch" if finished else "", time.time() - started)
+
+    def after_iteration(self, done: int, stepped: bool) -> bool:
+        """Per-batch bookkeeping: sampler progress, the periodic mid-epoch checkpoint, and the stop time.
+        Returns True to end the epoch here (``stop_at`` passed, at an optimiser step)."""
+        self.done = done
+        self.sampler.advance(self.args.batch_size)
+        if (self.save_every > 0 and stepped and done < self.num_iterations
+                and done - self.last_saved >= self.save_every):
+            self.save(self.epoch, done, finished=False)
+            self.last_saved = done
+        return stepped and self.stop_at is not None and any_rank(time.time() >= self.stop_at, self.device)
+
+    def fit(self, stop_at: Optional[float] = None) -> None:
+        """Train to ``--epochs``; with ``stop_at`` (a ``time.time()`` value) stop at the first optimiser step after
+        it, with a checkpoint to resume from."""
+        args, start = self.args, self.position
+        self.stop_at = stop_at
+        if start.epoch >= args.epochs:
+            logger.warning("nothing to train: the run is at epoch %d and --epochs is %d (to fine-tune from these "
+                           "weights, pass them as --pretrained_weights)", start.epoch, args.epochs)
+            return
+        milestones = checkpoint_milestone_epochs(args.lr_drop, args.epochs)
+        if self.output_dir is not None and is_main_process():
+            self.writer = ScalarWriter(self.output_dir / "tb" / args.exp_name,
+                                       purge_step=start.epoch * self.iterations_per_epoch + start.iteration)
+        if self.rng_state is not None:
+            restore_rng_state(self.rng_state)
+        logger.info("training epochs %d..%d from iteration %d", start.epoch, args.epochs - 1, start.iteration)
+        started = time.time()
+        for epoch in range(start.epoch, args.epochs):
+            first = start.iteration if epoch == start.epoch else 0
+            self.sampler.set_epoch(epoch)
+            self.epoch, self.last_saved, self.done = epoch, first, first
+            self.num_iterations = min(first + len(self.loader), self.iterations_per_epoch)
+            stats = train_one_epoch(self.model, self.criterion, self.loader, self.optimizer, self.device, epoch,
+                                    self.options, self.num_iterations, first, self.scaler, self.writer,
+                                    self.after_iteration)
+            if self.done < self.num_iterations:
+                self.save(epoch, self.done, finished=False)
+                logger.info("stopped at the requested time in epoch %d after %d of %d iterations; continue with "
+                            "--resume", epoch, self.done, self.num_iterations)
+                break
+            self.lr_scheduler.step()
+            self.save(epoch, self.num_iterations, finished=True, numbered=epoch in milestones)
+            test_stats = run_evaluation(self.model_without_ddp, self.postprocessors, self.eval_loaders, args,
+                                        self.device) if self.eval_loaders else {}
+            self.log_epoch(epoch, stats, test_stats)
+            if self.stop_at is not None and any_rank(time.time() >= self.stop_at, self.device):
+                logger.info("stopped at the requested time after epoch %d", epoch)
+                break
+        logger.info("training took %s", time.strftime("%H:%M:%S", time.gmtime(time.time() - started)))
+        if self.writer is not None:
+            self.writer.close()
+
+    def log_epoch(self, epoch: int, stats: Dict[str, float], test_stats: Dict[str, float]) -> None:
+        record = {**{f"train_{k}": v for k, v in stats.items()}, **{f"test_{k}": v for k, v in test_stats.items()},
+                  "epoch": epoch, "n_parameters": self.n_parameters}
+        logger.info("epoch %d done: %s", epoch, json.dumps(record))
+        if self.output_dir is not None and is_main_process():
+            append_json_line(self.output_dir / JSON_LOG_NAME, record)
+        if self.writer is not None:
+            self.writer.scalars(stats, epoch, prefix="train/")
+            self.writer.scalars(test_stats, epoch, prefix="test/")
+            self.writer.flush()
+
+
+def run(args, ctx: DistContext, stop_at: Optional[float] = None) -> int:
+    """Train (or ``--eval``) with parsed options; ``stop_at``: see ``Trainer.fit``."""
+    output_dir = Path(args.output_dir) if args.output_dir else None
+    resume = resolve_resume(args, output_dir)
+    setup_logging(output_dir, ctx.rank)
+    record_run(args, ctx, output_dir)
+    check_dataset_mode(args, resume)
+    seed_everything(args.seed + ctx.rank)
+    device = process_device(args, ctx)
+
+    model, criterion, postprocessors = build_model(args)
+    model.to(device)
+    criterion.to(device)
+    ckpt = initialise_weights(model, args, resume)
+
+    if args.eval:
+        metrics = run_evaluation(model, postprocessors, evaluation_loaders(args, ctx), args, device)
+        if is_main_process():
+            logger.info("evaluation of %s: %s", resume, json.dumps(metrics, indent=1))
+            if output_dir is not None:
+                append_json_line(output_dir / JSON_LOG_NAME, {**{f"test_{k}": v for k, v in metrics.items()},
+                                                              "checkpoint": str(resume)})
+        return 0
+
+    trainer = Trainer(args, ctx, device, model, criterion, postprocessors, resume, ckpt, output_dir)
+    del ckpt
+    trainer.fit(stop_at)
+    return 0
+
+
+def launch(args, stop_at: Optional[float] = None) -> int:
+    """Run parsed options in this process (joining the process group of its launcher)."""
+    ctx = init_distributed_mode(args)
+    try:
+        return run(args, ctx, stop_at)
+    finally:
+        destroy_process_group()
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    return launch(parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
