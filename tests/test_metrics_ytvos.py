@@ -49,3 +49,15 @@ def test_missing_prediction_png_is_named(ytvos, tmp_path):
     victim.unlink()
     with pytest.raises(PredictionError, match=victim.name):
         evaluate_expression_folders(meta, gt, pred)
+
+
+def test_cli_protocol_ytvos(ytvos, tmp_path):
+    from tools.evaluate import main
+    root, gt, meta = ytvos
+    pred = tmp_path / "pred"
+    shutil.copytree(gt, pred)
+    out = tmp_path / "results.json"
+    results = main(["--protocol", "ytvos", "--meta", str(meta), "--gt", str(gt), "--results", str(pred),
+                    "--output", str(out)])
+    assert results["J&F"] == pytest.approx(1.0)
+    assert out.is_file()

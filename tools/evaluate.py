@@ -1,4 +1,5 @@
-"""Offline evaluation of saved predictions: DAVIS-2017, Ref-DAVIS17, MeViS valid_u, A2D- and JHMDB-Sentences.
+"""Offline evaluation of saved predictions: DAVIS-2017, Ref-DAVIS17, MeViS valid_u, A2D- and JHMDB-Sentences,
+and Ref-YouTube-VOS-layout predictions against ground-truth PNG folders (the synthetic world's held-out splits).
 
 Examples:
     python tools/evaluate.py --protocol refdavis --davis-root data/ref-davis/DAVIS --results out/valid \\
@@ -8,6 +9,8 @@ Examples:
         --workers 8 --output out/mevis_results.json
     python tools/evaluate.py --protocol a2d --gt data/a2d_sentences --predictions out/a2d_predictions.json
     python tools/evaluate.py --protocol jhmdb --gt data/jhmdb_sentences --predictions out/jhmdb_predictions.json
+    python tools/evaluate.py --protocol ytvos --meta data/ytvos/meta_expressions/valid/meta_expressions.json \
+        --gt data/ytvos/_synthetic_gt/valid/Annotations --results out/valid
 
 The paper-style table is logged; ``--output`` saves every number (per object / expression / image) as JSON.
 """
@@ -24,15 +27,17 @@ from datasets.evaluation import (evaluate_davis, evaluate_mevis, evaluate_refdav
                                  evaluate_referring_segmentation, save_json, write_davis_csvs)
 from datasets.evaluation.a2d import GT_FILE_NAMES  # noqa: E402
 from datasets.evaluation.davis import TASKS  # noqa: E402
+from datasets.evaluation.ytvos import evaluate_expression_folders  # noqa: E402
 from util.metrics import DEFAULT_BOUND_TH  # noqa: E402
 
-PROTOCOLS = ("davis", "refdavis", "mevis", "a2d", "jhmdb")
+PROTOCOLS = ("davis", "refdavis", "mevis", "a2d", "jhmdb", "ytvos")
 REQUIRED = {
     "davis": ("davis_root", "results"),
     "refdavis": ("davis_root", "results"),
     "mevis": ("results",),
     "a2d": ("gt", "predictions"),
     "jhmdb": ("gt", "predictions"),
+    "ytvos": ("meta", "gt", "results"),
 }
 
 
@@ -55,7 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     mevis = parser.add_argument_group("mevis")
     mevis.add_argument("--mevis-root", type=Path,
                        help="folder with meta_expressions.json and mask_dict.json (e.g. data/mevis/valid_u)")
-    mevis.add_argument("--meta", type=Path, help="meta_expressions.json (default: <mevis-root>/meta_expressions.json)")
+    mevis.add_argument("--meta", type=Path, help="meta_expressions.json (mevis default: <mevis-root>/meta_expressions.json; needed by ytvos)")
     mevis.add_argument("--mask-dict", type=Path, help="mask_dict.json (default: <mevis-root>/mask_dict.json)")
     mevis.add_argument("--workers", type=int, default=min(8, os.cpu_count() or 1),
                        help="processes scoring expressions in parallel (default: min(8, CPUs))")
@@ -63,10 +68,12 @@ def build_parser() -> argparse.ArgumentParser:
                        help="like the official script, leave out (with a warning) expressions whose predictions are "
                             "missing or of the wrong size instead of stopping with an error")
 
+    parser.add_argument_group("ytvos", "ground-truth PNG folders: --meta (meta_expressions.json), --gt (folder of "
+                              "<video>/<exp_id>/<frame>.png), --results (predictions in the same layout)")
     a2d = parser.add_argument_group("a2d / jhmdb")
     a2d.add_argument("--gt", type=Path,
                      help="COCO-format GT JSON, or the dataset folder holding it under its official name "
-                          f"({GT_FILE_NAMES['a2d']} / {GT_FILE_NAMES['jhmdb']})")
+                          f"({GT_FILE_NAMES['a2d']} / {GT_FILE_NAMES['jhmdb']}); ytvos: the ground-truth PNG folder")
     a2d.add_argument("--predictions", type=Path, help="COCO results JSON: all queries of every sample")
     a2d.add_argument("--map-top1-only", action="store_true",
                      help="compute mAP on each sample's top-1 prediction only (default: all, as the papers)")
@@ -94,6 +101,8 @@ def run(args: argparse.Namespace) -> dict:
     if args.protocol == "mevis":
         return evaluate_mevis(args.meta, args.mask_dict, args.results, workers=args.workers,
                               drop_broken_expressions=args.drop_broken_expressions, bound_th=args.bound_th)
+    if args.protocol == "ytvos":
+        return evaluate_expression_folders(args.meta, args.gt, args.results)
     gt = args.gt / GT_FILE_NAMES[args.protocol] if args.gt.is_dir() else args.gt
     return evaluate_referring_segmentation(gt, args.predictions, top1_only_map=args.map_top1_only)
 
