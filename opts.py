@@ -253,7 +253,9 @@ def apply_config(parser: argparse.ArgumentParser, config: Dict[str, Any], source
 def parse_args(argv: Optional[List[str]] = None, parser: Optional[argparse.ArgumentParser] = None) -> argparse.Namespace:
     """Parse ``argv`` (default sys.argv) with config-file defaults applied first."""
     parser = parser or argparse.ArgumentParser(parents=[get_args_parser()])
-    pre, _ = get_args_parser().parse_known_args(argv)
+    config_only = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    config_only.add_argument('--config', default=None)
+    pre, _ = config_only.parse_known_args(argv)
     recipe: Dict[str, Any] = {}
     if pre.config:
         recipe = apply_config(parser, load_config(pre.config), pre.config)
