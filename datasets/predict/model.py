@@ -8,7 +8,8 @@ from typing import Iterable, Optional, Tuple
 import torch
 
 from models import build_model
-from models.checkpoint import ARCHITECTURE_OPTIONS, load_state_dict_strict, read_checkpoint
+from models.checkpoint import ARCHITECTURE_OPTIONS, infer_model_name, load_state_dict_strict, read_checkpoint
+from opts import VARIANT_DEFAULTS, get_args_parser
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +45,25 @@ def model_options_from_config(args: argparse.Namespace, config: dict, explicit: 
     return model_args
 
 
+def legacy_model_options(args: argparse.Namespace, legacy_config: Optional[dict], state_dict: dict,
+                         explicit: Iterable[str]) -> argparse.Namespace:
+    """``args`` for a legacy checkpoint (pickled Namespace, no config of ours): the variant comes from the
+    checkpoint (its variant-only options or its keys) unless ``--model`` was given, with that variant's own
+    defaults for options left at ReferFormer's; the other architecture flags come from the command line."""
+    model_args = copy.copy(args)
+    explicit = set(explicit)
+    if "model" in explicit and args.model:
+        return model_args
+    model_args.model = infer_model_name(legacy_config, state_dict)
+    base = get_args_parser()
+    for key, value in VARIANT_DEFAULTS.get(model_args.model, {}).items():
+        if key not in explicit and getattr(model_args, key) == base.get_default(key):
+            setattr(model_args, key, value)
+    if model_args.model != (args.model or "referformer"):
+        logger.info("legacy checkpoint of a %s model: building --model %s", model_args.model, model_args.model)
+    return model_args
+
+
 def build_inference_model(args: argparse.Namespace,
                           explicit: Iterable[str] = ()) -> Tuple[torch.nn.Module, argparse.Namespace]:
     """The model of ``--resume`` (strictly loaded; rebuilt from its config when it has one) or, with
@@ -54,11 +74,12 @@ def build_inference_model(args: argparse.Namespace,
         ckpt = read_checkpoint(resume)
         config = ckpt.get("config") if isinstance(ckpt.get("config"), dict) else None
         legacy = None if config is not None else ckpt.get("args")
-        model_args = model_options_from_config(args, config, explicit) if config is not None else args
+        legacy_config = vars(legacy) if isinstance(legacy, argparse.Namespace) else None
+        model_args = (model_options_from_config(args, config, explicit) if config is not None
+                      else legacy_model_options(args, legacy_config, ckpt["model"], explicit))
         torch.manual_seed(args.seed)
         model, _, _ = build_model(model_args)
-        load_state_dict_strict(model, ckpt["model"], str(resume), ckpt_config=config or
-                               (vars(legacy) if isinstance(legacy, argparse.Namespace) else None),
+        load_state_dict_strict(model, ckpt["model"], str(resume), ckpt_config=config or legacy_config,
                                model_config=vars(model_args))
         logger.info("loaded %s (%s)", resume, "architecture from its config" if config is not None
                     else "legacy checkpoint: architecture from the command line")
