@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The whole job end to end on a fresh machine, CPU only, in about 10-15 minutes:
+# The whole job end to end on a fresh machine, CPU only, in about 10 minutes:
 # set-up, a small synthetic Ref-YouTube-VOS, a few minutes of training of the tiny model, inference on the
 # held-out split, the submission zip (written and checked), an offline score, and an overlay video.
 # Everything goes under $WORK (default output/quickstart); a rerun continues where it stopped.
@@ -17,6 +17,8 @@ TRAIN="$WORK/train"
 PRED="$WORK/inference"
 VIDEO="$WORK/data/video"
 CONFIG=configs/tiny/referformer_tiny_synthetic.yaml
+# The tiny model trains on the synthetic frames at their own size (96 px short side): infer at that size too.
+TEST_SIZE=(--test_short_side 96)
 step() { echo; echo "==> $*"; }
 
 step "tiny text encoder (random RoBERTa + BPE tokenizer) -> $TEXT_ENCODER"
@@ -33,7 +35,7 @@ python main.py --config "$CONFIG" --text_encoder "$TEXT_ENCODER" --ytvos_path "$
 
 step "inference on the valid split (shared backbone) + submission zip -> $PRED"
 python inference.py --dataset_file ytvos --ytvos_path "$DATA" --resume "$TRAIN/checkpoint.pth" \
-    --text_encoder "$TEXT_ENCODER" --device cpu --output_dir "$PRED"
+    --text_encoder "$TEXT_ENCODER" --device cpu --output_dir "$PRED" "${TEST_SIZE[@]}"
 ZIP="$PRED/submission_ytvos_valid.zip"
 
 step "checking the submission zip"
@@ -48,7 +50,8 @@ step "your own video: a synthetic mp4 and two sentences -> masks and an overlay"
 mapfile -t SENTENCES < <(python -c "import json,sys; [print(e['exp']) for e in json.load(open(sys.argv[1]))['expressions']]" \
     "$VIDEO/synthetic_video.json")
 python inference.py --video "$VIDEO/synthetic_video.mp4" --text "${SENTENCES[0]}" --text "${SENTENCES[1]}" \
-    --resume "$TRAIN/checkpoint.pth" --text_encoder "$TEXT_ENCODER" --device cpu --output_dir "$WORK/video_inference"
+    --resume "$TRAIN/checkpoint.pth" --text_encoder "$TEXT_ENCODER" --device cpu --output_dir "$WORK/video_inference" \
+    "${TEST_SIZE[@]}"
 
 step "artefacts"
 cat <<EOT
