@@ -127,7 +127,8 @@ def initialise_weights(model, args, resume: Optional[Path]) -> Optional[dict]:
     if args.eval:
         raise ValueError("--eval needs the weights to evaluate: pass --resume CHECKPOINT")
     if args.pretrained_weights:
-        load_pretrained_weights(model, args.pretrained_weights, model_config=config)
+        load_pretrained_weights(model, args.pretrained_weights, model_config=config,
+                                keep_class_head=args.pretrained_keep_class_head)
         if args.backbone_pretrained:
             logger.warning("--backbone_pretrained %s is ignored: --pretrained_weights supplies the backbone",
                            args.backbone_pretrained)

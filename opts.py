@@ -35,6 +35,8 @@ def _add_optimisation(p):
     p.add_argument('--clip_max_norm', default=0.1, type=float, help='gradient clipping max norm')
     p.add_argument('--pretrained_weights', type=str, default=None,
                    help='initialise from a checkpoint, dropping its class head (fine-tuning)')
+    p.add_argument('--pretrained_keep_class_head', action='store_true',
+                   help='with --pretrained_weights, also load the class heads (MeViS-2024: weights-only --resume)')
     p.add_argument('--accumulate', default=1, type=int,
                    help='gradient accumulation steps (keeps the global batch when fewer GPUs are used)')
     p.add_argument('--scale_lr', action='store_true',

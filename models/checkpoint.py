@@ -237,12 +237,15 @@ def load_model_checkpoint(model: nn.Module, path, model_config: Optional[dict] =
     return ckpt
 
 
-def load_pretrained_weights(model: nn.Module, path, model_config: Optional[dict] = None) -> List[str]:
-    """Fine-tuning initialisation: all weights except the class heads (``class_embed.*``), which keep
-    their fresh initialisation as in the original (the class count may differ)."""
+def load_pretrained_weights(model: nn.Module, path, model_config: Optional[dict] = None,
+                            keep_class_head: bool = False) -> List[str]:
+    """Fine-tuning initialisation (training starts at epoch 0). By default all weights except the class heads
+    (``class_embed.*``), which keep their fresh initialisation as in the original (the class count may differ);
+    ``keep_class_head`` loads them too (the MeViS-2024 solution's weights-only ``--resume``)."""
     ckpt = read_checkpoint(path)
-    state = {k: v for k, v in ckpt["model"].items() if not k.split(".", 1)[0] == "class_embed"}
-    left = load_state_dict_strict(model, state, str(path), allowed_missing=("class_embed.",),
+    drop = () if keep_class_head else ("class_embed",)
+    state = {k: v for k, v in ckpt["model"].items() if k.split(".", 1)[0] not in drop}
+    left = load_state_dict_strict(model, state, str(path), allowed_missing=tuple(f"{d}." for d in drop),
                                   ckpt_config=checkpoint_config(ckpt), model_config=model_config)
     logger.info("initialised from %s; kept fresh: %s", path, ", ".join(left) or "nothing")
     return left

@@ -140,3 +140,12 @@ def test_missing_text_encoder_folder(tmp_path):
 def test_hub_name_builds_offline_from_carried_config():
     config = TextEncoderSource("roberta-base").config()
     assert (config.hidden_size, config.num_hidden_layers, config.vocab_size) == (768, 12, 50265)
+
+
+def test_pretrained_weights_can_keep_the_class_heads(tmp_path):
+    args = fixture_args(FIXTURE, tmp_path)
+    model, _, _ = build_model(args)
+    left = load_pretrained_weights(model, FIXTURE / "checkpoint.pth", keep_class_head=True)
+    assert left == []
+    reference = read_checkpoint(FIXTURE / "checkpoint.pth")["model"]
+    assert torch.equal(model.state_dict()["class_embed.0.weight"], reference["class_embed.0.weight"])
