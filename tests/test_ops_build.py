@@ -8,6 +8,7 @@ CPU loops, which share the bilinear code with the CUDA kernels, are checked agai
 import json
 import logging
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -75,9 +76,9 @@ def _build_env() -> dict:
     return env
 
 
-def _run(command, env, timeout=900):
+def _run(command, env, timeout=900, cwd=REPO_ROOT):
     start = time.perf_counter()
-    result = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+    result = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
     seconds = time.perf_counter() - start
     command_line = " ".join(map(str, command))
     assert result.returncode == 0, f"{command_line} failed:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}"
@@ -149,19 +150,21 @@ def test_compiled_op_rejects_bad_inputs_with_clear_errors(aot_probe):
 
 
 def test_jit_build_is_found_by_the_loader(tmp_path):
-    """``python -m models.ops.build`` compiles into a cache dir; RVOS_MSDA_JIT=1 makes the loader use it."""
-    prebuilt = sorted((REPO_ROOT / "models" / "ops").glob(f"{msda_build.AOT_MODULE_NAME}.*"))
-    if prebuilt:
-        pytest.skip(f"an in-place build exists ({prebuilt[0].name}) and takes precedence over the JIT build")
+    """``python -m models.ops.build`` compiles into a cache dir; RVOS_MSDA_JIT=1 makes the loader use it. An
+    in-place build would take precedence, so this runs on a copy of the ``models`` package without it."""
+    repo = tmp_path / "repo"
+    shutil.copytree(REPO_ROOT / "models", repo / "models",
+                    ignore=shutil.ignore_patterns(f"{msda_build.AOT_MODULE_NAME}.*", "__pycache__"))
     build_dir = tmp_path / "jit"
-    _, seconds = _run([sys.executable, "-m", "models.ops.build", "--build-dir", str(build_dir)], env=_build_env())
+    _, seconds = _run([sys.executable, "-m", "models.ops.build", "--build-dir", str(build_dir)], env=_build_env(),
+                      cwd=repo)
     logger.info("JIT build (one arch) took %.1f s", seconds)
     loader = ("import json\nfrom models.ops.extension import get_extension, extension_unavailable_reason\n"
               "module = get_extension()\n"
               "print(json.dumps({'file': module and module.__file__, 'info': module and dict(module.build_info()),"
               " 'reason': extension_unavailable_reason()}))\n")
     env = dict(_build_env(), RVOS_MSDA_JIT="1", RVOS_MSDA_BUILD_DIR=str(build_dir))
-    result, _ = _run([sys.executable, "-c", loader], env=env, timeout=600)
+    result, _ = _run([sys.executable, "-c", loader], env=env, timeout=600, cwd=repo)
     loaded = json.loads(result.stdout.strip().splitlines()[-1])
     assert loaded["file"] is not None, loaded["reason"]
     assert Path(loaded["file"]).resolve().parent == build_dir.resolve()
