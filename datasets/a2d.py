@@ -19,7 +19,7 @@ from PIL import Image
 
 from datasets.base import ReferringDataset, check_same_size, make_target, normalize_caption, read_json
 from datasets.clip_sampler import centred_window, sample_clip_indices
-from datasets.transforms_video import make_video_transforms
+from datasets.transforms_video import video_transforms_from_args
 
 logger = logging.getLogger(__name__)
 
@@ -184,10 +184,7 @@ def build(image_set: str, args) -> A2DSentencesDataset:
         logger.warning("%s not found: deriving the %s samples from the raw A2D files", annotation_file, image_set)
         samples = derive_single_frame_annotations(root, image_set)
     logger.info("A2D-Sentences %s: %d samples", image_set, len(samples))
-    transforms = make_video_transforms(
-        image_set, max_size=getattr(args, "max_size", 640),
-        photometric_after_resize=getattr(args, "photometric_after_resize", False),
-        legacy_caption_flip=getattr(args, "legacy_caption_flip", False))
+    transforms = video_transforms_from_args(image_set, args)
     return A2DSentencesDataset(root, samples, transforms, num_frames=getattr(args, "num_frames", 5),
                                train=image_set == "train", clips_dir=getattr(args, "a2d_clips_dir", "clips320H"),
                                reverse_prob=getattr(args, "clip_reverse_prob", 0.0))

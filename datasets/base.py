@@ -86,6 +86,16 @@ def make_target(masks: torch.Tensor, caption: str, labels: Optional[torch.Tensor
     return target
 
 
+def require_train_split(root: Path, image_set: str, name: str) -> None:
+    """Raise unless ``root`` exists and ``image_set`` is 'train' (splits without training ground truth are
+    predicted with inference.py)."""
+    if not Path(root).is_dir():
+        raise FileNotFoundError(f"{name} root {root} does not exist")
+    if image_set != "train":
+        raise ValueError(f"{name} has ground truth for training only (image_set {image_set!r}); "
+                         "evaluate its other splits with inference.py")
+
+
 def check_same_size(image: Image.Image, mask: np.ndarray, image_source: str, mask_source: str) -> None:
     """Raise when a mask [H, W] does not match its frame's size."""
     if mask.shape != (image.height, image.width):

@@ -12,8 +12,9 @@ import numpy as np
 from PIL import Image
 from pycocotools import mask as coco_mask
 
-from datasets.base import ExpressionClip, ExpressionClipDataset, check_same_size, expression_index, read_json
-from datasets.transforms_video import make_video_transforms
+from datasets.base import (ExpressionClip, ExpressionClipDataset, check_same_size, expression_index, read_json,
+                           require_train_split)
+from datasets.transforms_video import video_transforms_from_args
 
 logger = logging.getLogger(__name__)
 
@@ -74,14 +75,7 @@ class MeViSDataset(ExpressionClipDataset):
 def build(image_set: str, args) -> MeViSDataset:
     """MeViS train split of ``args.mevis_path`` (the only split used for training, as in the original)."""
     root = Path(args.mevis_path)
-    if not root.is_dir():
-        raise FileNotFoundError(f"MeViS root {root} does not exist")
-    if image_set != "train":
-        raise ValueError(f"MeViS builds the train split only (image_set {image_set!r}); "
-                         "evaluate valid_u / valid with inference.py")
-    transforms = make_video_transforms(
-        "train", max_size=getattr(args, "max_size", 640),
-        photometric_after_resize=getattr(args, "photometric_after_resize", False),
-        legacy_caption_flip=getattr(args, "legacy_caption_flip", False))
+    require_train_split(root, image_set, "MeViS")
+    transforms = video_transforms_from_args("train", args)
     return MeViSDataset(root / "train", transforms, num_frames=getattr(args, "num_frames", 5),
                         reverse_prob=getattr(args, "clip_reverse_prob", 0.0))

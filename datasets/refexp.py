@@ -21,7 +21,7 @@ from pycocotools import mask as coco_mask
 from datasets.base import ReferringDataset, check_same_size, make_target, read_json, read_rgb
 from datasets.image_to_clip import ImageToClipAugmenter
 from datasets.transforms_image import make_image_transforms
-from datasets.transforms_video import make_video_transforms
+from datasets.transforms_video import video_transforms_from_args
 
 logger = logging.getLogger(__name__)
 
@@ -211,10 +211,7 @@ def build(name: str, image_set: str, args) -> RefExpDataset:
 def build_sequences(name: str, image_set: str, args) -> RefExpSequenceDataset:
     """Pseudo-video RefCOCO-family split with T = ``args.num_frames`` (joint training)."""
     root = _check_root(name, args)
-    transforms = make_video_transforms(
-        "train" if image_set == "train" else "val", max_size=getattr(args, "max_size", 640),
-        photometric_after_resize=getattr(args, "photometric_after_resize", False),
-        legacy_caption_flip=getattr(args, "legacy_caption_flip", False))
+    transforms = video_transforms_from_args(image_set, args)
     return RefExpSequenceDataset(root / "train2014", annotation_file(root, name, image_set), transforms,
                                  num_frames=getattr(args, "num_frames", 5),
                                  min_short_side=getattr(args, "refcoco_min_short_side", 0),

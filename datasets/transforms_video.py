@@ -320,6 +320,15 @@ class ToNormalizedTensor:
 
 # ------------------------------------------------------------------------------------ pipelines
 
+def video_transforms_from_args(image_set: str, args) -> Compose:
+    """``make_video_transforms`` with the options of ``args`` (``--max_size``, ``--photometric_after_resize``,
+    ``--legacy_caption_flip``); ``image_set`` other than 'train' gives the val pipeline."""
+    return make_video_transforms(
+        "train" if image_set == "train" else "val", max_size=getattr(args, "max_size", 640),
+        photometric_after_resize=getattr(args, "photometric_after_resize", False),
+        legacy_caption_flip=getattr(args, "legacy_caption_flip", False))
+
+
 def make_video_transforms(image_set: str, max_size: int = 640, photometric_after_resize: bool = False,
                           legacy_caption_flip: bool = False) -> Compose:
     """The family's clip pipelines.

@@ -12,9 +12,9 @@ import numpy as np
 from PIL import Image
 
 from datasets.base import ExpressionClip, ExpressionClipDataset, check_same_size, expression_index, read_json, \
-    read_label_map
+    read_label_map, require_train_split
 from datasets.categories import category_label, ytvos_category_dict
-from datasets.transforms_video import make_video_transforms
+from datasets.transforms_video import video_transforms_from_args
 
 logger = logging.getLogger(__name__)
 
@@ -67,15 +67,8 @@ def build(image_set: str, args) -> YTVOSDataset:
 def build_expression_split(root: Path, image_set: str, args, categories: Mapping[str, int],
                            name: str) -> YTVOSDataset:
     """The train split of a YTVOS-layout dataset at ``root`` (Ref-YouTube-VOS, converted Ref-DAVIS17)."""
-    if not root.is_dir():
-        raise FileNotFoundError(f"{name} root {root} does not exist")
-    if image_set != "train":
-        raise ValueError(f"{name} has ground truth for training only (image_set {image_set!r}); "
-                         "evaluate its valid split with inference.py")
-    transforms = make_video_transforms(
-        "train", max_size=getattr(args, "max_size", 640),
-        photometric_after_resize=getattr(args, "photometric_after_resize", False),
-        legacy_caption_flip=getattr(args, "legacy_caption_flip", False))
+    require_train_split(root, image_set, name)
+    transforms = video_transforms_from_args("train", args)
     return YTVOSDataset(root / "train", root / "meta_expressions" / "train" / "meta_expressions.json", transforms,
                         num_frames=getattr(args, "num_frames", 5), categories=categories,
                         reverse_prob=getattr(args, "clip_reverse_prob", 0.0))
