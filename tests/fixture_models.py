@@ -54,3 +54,13 @@ def build_fixture_model(fixture: Path, tmp_dir: Path, extra=()):
 def max_abs_diff(a: torch.Tensor, b: torch.Tensor) -> float:
     assert a.shape == b.shape, (a.shape, b.shape)
     return (a.double() - b.double()).abs().max().item()
+
+
+def run_single_video(model: nn.Module, fixture: Path) -> dict:
+    """Eval outputs for the fixture's single-video call, made as inference_ytvos.py does:
+    ``model([video], [caption], [{'size': ...}])`` (the model pads the video itself)."""
+    model.eval()
+    single = torch.load(fixture / "inputs_single.pt", weights_only=True)
+    video = torch.load(fixture / "inputs.pt", weights_only=True)["videos"][single["video_index"]]
+    with torch.no_grad():
+        return model([video], single["captions"], single["targets"])

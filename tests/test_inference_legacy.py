@@ -9,7 +9,7 @@ import opts
 from datasets.predict.model import build_inference_model
 
 from conftest import REFERENCE_DIR
-from fixture_models import text_encoder_folder, zero_dropout
+from fixture_models import run_single_video, text_encoder_folder, zero_dropout
 
 FIXTURES = REFERENCE_DIR / "fixtures"
 
@@ -38,10 +38,7 @@ def test_inferred_sgmg_reproduces_the_fixture(tmp_path):
     args = opts.parse_args(legacy_argv(fixture, tmp_path))
     model, _ = build_inference_model(args)
     zero_dropout(model)
-    single = torch.load(fixture / "inputs_single.pt", weights_only=True)
-    video = torch.load(fixture / "inputs.pt", weights_only=True)["videos"][single["video_index"]]
-    with torch.no_grad():
-        out = model([video], single["captions"], single["targets"])
+    out = run_single_video(model, fixture)
     ref = torch.load(fixture / "outputs_single.pt", weights_only=True)
     assert (out["pred_masks"] - ref["pred_masks"]).abs().max() <= 1e-4
 

@@ -5,7 +5,7 @@ import torch
 from util.misc import nested_tensor_from_videos_list
 
 from conftest import REFERENCE_DIR
-from fixture_models import build_fixture_model, max_abs_diff
+from fixture_models import build_fixture_model, max_abs_diff, run_single_video
 
 FIXTURE = REFERENCE_DIR / "fixtures" / "referformer_tiny"
 OUTPUT_KEYS = ("pred_logits", "pred_boxes", "pred_masks", "reference_points")
@@ -48,12 +48,7 @@ def test_eval_batch_outputs(tiny, inputs):
 
 
 def test_eval_single_video_outputs(tiny):
-    _, model, _, _ = tiny
-    model.eval()
-    single = torch.load(FIXTURE / "inputs_single.pt", weights_only=True)
-    video = torch.load(FIXTURE / "inputs.pt", weights_only=True)["videos"][single["video_index"]]
-    with torch.no_grad():
-        out = model([video], single["captions"], single["targets"])
+    out = run_single_video(tiny[1], FIXTURE)
     _compare_outputs(out, torch.load(FIXTURE / "outputs_single.pt", weights_only=True), atol=1e-4)
 
 

@@ -16,7 +16,7 @@ from models.sgmg import SgMg
 from util.misc import nested_tensor_from_videos_list
 
 from conftest import REFERENCE_DIR, assert_matches_stats, is_stats_only
-from fixture_models import build_fixture_model, fixture_args, max_abs_diff
+from fixture_models import build_fixture_model, fixture_args, max_abs_diff, run_single_video
 
 FIXTURES = REFERENCE_DIR / "fixtures"
 MANIFEST_DIR = REFERENCE_DIR / "manifests"
@@ -105,12 +105,7 @@ def test_layer_records(eval_batch):
 
 
 def test_eval_single_video_is_padded_to_16(tiny):
-    _, model, _, _ = tiny
-    model.eval()
-    single = torch.load(FIXTURE / "inputs_single.pt", weights_only=True)
-    video = torch.load(FIXTURE / "inputs.pt", weights_only=True)["videos"][single["video_index"]]
-    with torch.no_grad():
-        out = model([video], single["captions"], single["targets"])
+    out = run_single_video(tiny[1], FIXTURE)
     ref = torch.load(FIXTURE / "outputs_single.pt", weights_only=True)
     for key in OUTPUT_KEYS:
         assert_close(out[key], ref[key], key)
