@@ -18,8 +18,8 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from util.dist import all_gather_object, is_main_process, reduce_dict
-from util.logger import Meters, ScalarWriter, format_values
+from rvos.util.dist import all_gather_object, is_main_process, reduce_dict
+from rvos.util.logger import Meters, ScalarWriter, format_values
 
 logger = logging.getLogger(__name__)
 

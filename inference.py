@@ -18,14 +18,14 @@ from typing import List, Optional, Set
 
 import torch
 
-import opts
-from datasets.predict import build_benchmark
-from datasets.predict.davis import DEFAULT_CLIP_LEN
-from datasets.predict.engine import InferenceEngine
-from datasets.predict.model import build_inference_model, default_short_side
-from datasets.predict.runner import InferenceRunner
-from util.dist import destroy_process_group, init_distributed_mode
-from util.logger import setup_logging
+from rvos import opts
+from rvos.predict import build_benchmark
+from rvos.predict.benchmarks.davis import DEFAULT_CLIP_LEN
+from rvos.predict.engine import InferenceEngine
+from rvos.predict.model import build_inference_model, default_short_side
+from rvos.predict.runner import InferenceRunner
+from rvos.util.dist import destroy_process_group, init_distributed_mode
+from rvos.util.logger import setup_logging
 
 logger = logging.getLogger("inference")
 

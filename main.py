@@ -27,23 +27,24 @@ import yaml
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import BatchSampler, DataLoader
 
-from datasets.collate import collate_fn
-from datasets.registry import build_dataset
-from datasets.samplers import ResumableDistributedSampler
-from engine import TrainOptions, evaluate, train_one_epoch
-from models import build_model, load_text_encoder_weights
-from models.backbones import load_backbone_pretrained
-from models.checkpoint import atomic_save, load_model_checkpoint, load_pretrained_weights
-from opts import args_to_config, get_args_parser, parse_args
-from util.dist import (DistContext, all_gather_object, any_rank, destroy_process_group, init_distributed_mode,
+from rvos.datasets.collate import collate_fn
+from rvos.datasets.registry import build_dataset
+from rvos.datasets.samplers import ResumableDistributedSampler
+from rvos.engine import TrainOptions, evaluate, train_one_epoch
+from rvos.models import build_model, load_text_encoder_weights
+from rvos.models.backbones import load_backbone_pretrained
+from rvos.models.checkpoint import atomic_save, load_model_checkpoint, load_pretrained_weights
+from rvos.models.ops import msda_status
+from rvos.opts import args_to_config, get_args_parser, parse_args
+from rvos.util.dist import (DistContext, all_gather_object, any_rank, destroy_process_group, init_distributed_mode,
                        is_main_process)
-from util.env_info import collect_env, format_env
-from util.logger import JSON_LOG_NAME, ScalarWriter, append_json_line, setup_logging
-from util.optim import build_optimizer, check_global_batch
-from util.referring_eval import (EVAL_DURING_TRAINING, EVAL_SPLITS, PredictionMaker, ground_truth_file,
+from rvos.util.env_info import collect_env, format_env
+from rvos.util.logger import JSON_LOG_NAME, ScalarWriter, append_json_line, setup_logging
+from rvos.util.optim import build_optimizer, check_global_batch
+from rvos.evaluation.referring import (EVAL_DURING_TRAINING, EVAL_SPLITS, PredictionMaker, ground_truth_file,
                                  score_predictions, supports_eval)
-from util.rng import SeededDataset, SeededSampler, capture_rng_state, restore_rng_state, seed_everything
-from util.train_state import (Position, build_checkpoint, checkpoint_milestone_epochs, restore_training_state,
+from rvos.util.rng import SeededDataset, SeededSampler, capture_rng_state, restore_rng_state, seed_everything
+from rvos.util.train_state import (Position, build_checkpoint, checkpoint_milestone_epochs, restore_training_state,
                               scaler_for)
 
 logger = logging.getLogger("main")
@@ -83,7 +84,7 @@ def config_to_save(args) -> Dict:
 
 def record_run(args, ctx: DistContext, output_dir: Optional[Path]) -> None:
     """Log (and on rank 0 save) the environment and resolved options."""
-    env = collect_env()
+    env = collect_env(msda_status())
     logger.info("launcher %s: rank %d of %d (local rank %d), backend %s", ctx.launcher, ctx.rank, ctx.world_size,
                 ctx.local_rank, ctx.backend)
     logger.info("environment:\n%s", format_env(env))

@@ -11,13 +11,10 @@ from typing import Any, Dict, List, Optional
 
 import yaml
 
+from rvos.models.variants import MODEL_NAMES, all_variants
+
 # Keys a config file may carry that describe the recipe rather than set an option.
 RECIPE_KEYS = ("description", "paper", "notes")
-# Defaults that differ in a variant's own opts.py; applied when the option was left at ReferFormer's default.
-VARIANT_DEFAULTS = {
-    "sgmg": {"controller_layers": 2, "dynamic_mask_channels": 16},
-    "mutr": {"lr_backbone": 6e-6},
-}
 
 
 def _add_optimisation(p):
@@ -54,7 +51,7 @@ def _add_optimisation(p):
 
 
 def _add_model(p):
-    p.add_argument('--model', default=None, choices=['referformer', 'sgmg', 'mutr'],
+    p.add_argument('--model', default=None, choices=MODEL_NAMES,
                    help='model variant (default: from the checkpoint config, else referformer)')
     p.add_argument('--with_box_refine', default=False, action='store_true')
     p.add_argument('--two_stage', default=False, action='store_true', help='must stay off')
@@ -82,7 +79,6 @@ def _add_model(p):
     p.add_argument('--freeze_text_encoder', action='store_true')
     p.add_argument('--text_encoder', default='roberta-base', type=str,
                    help='hub name resolved from the local cache only, or a local folder (config, tokenizer, weights)')
-    p.add_argument('--text_backbone', default='Roberta', type=str, help='SgMg name; only Roberta exists')
     p.add_argument('--masks', action='store_true', default=True,
                    help='segmentation head (always on, as the entry scripts force it)')
     p.add_argument('--mask_dim', default=256, type=int)
@@ -90,13 +86,6 @@ def _add_model(p):
     p.add_argument('--dynamic_mask_channels', default=8, type=int)
     p.add_argument('--no_rel_coord', dest='rel_coord', action='store_false')
     p.add_argument('--output_levels', default=4, type=int, help='SgMg: backbone output levels')
-    p.add_argument('--mutr_fixed_inference', action='store_true',
-                   help='MUTR: predict from the last decoder layer at inference (the original uses the first: a quirk '
-                        'the published numbers depend on, reproduced by default)')
-    p.add_argument('--mutr_batch_time_mixing', default='train', choices=['train', 'always', 'never'],
-                   help="MUTR: when the original's mixing of the frames of different videos of a batch inside MTI "
-                        "happens ('train': in training only, as the public checkpoints were trained)")
-    p.add_argument('--mutr_ffn_dim', default=2048, type=int, help='MUTR: MTA/MTI feed-forward width (hard-coded 2048)')
     p.add_argument('--msda_impl', default='auto', choices=['auto', 'cuda', 'pytorch'],
                    help='MultiScaleDeformableAttention implementation')
 
@@ -173,7 +162,15 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument('--config', default=None, type=str, help='YAML recipe; the command line overrides it')
     for add in (_add_optimisation, _add_model, _add_loss, _add_data, _add_runtime):
         add(parser)
+    for variant in all_variants().values():
+        if variant.add_arguments is not None:
+            variant.add_arguments(parser.add_argument_group(f'{variant.name} options'))
     return parser
+
+
+def variant_option_defaults(model_name: Optional[str]) -> Dict[str, Any]:
+    """The defaults variant ``model_name`` has where they differ from ReferFormer's ({} for none)."""
+    return dict(all_variants()[model_name].option_defaults) if model_name else {}
 
 
 class ConfigError(ValueError):
@@ -264,7 +261,7 @@ def parse_args(argv: Optional[List[str]] = None, parser: Optional[argparse.Argum
     args = parser.parse_args(argv)
     args.recipe = recipe
     base_defaults = get_args_parser()
-    for key, value in VARIANT_DEFAULTS.get(args.model, {}).items():
+    for key, value in variant_option_defaults(args.model).items():
         if getattr(args, key) == base_defaults.get_default(key):
             setattr(args, key, value)
     if args.use_fp16 and args.amp is None:

@@ -1,7 +1,13 @@
-"""Install the rvos packages and build the MultiScaleDeformableAttention CUDA extension.
+"""Install the project (editable) and build the MultiScaleDeformableAttention CUDA extension.
 
     pip install -e . --no-build-isolation          # needs PyTorch installed first
     python setup.py build_ext --inplace            # extension only, placed at models/ops/_msda*.so
+
+The distribution claims one import name, ``rvos``: the checkout's folders (``models/``, ``datasets/``, ...) are
+its subpackages (``rvos.models``, ``rvos.datasets``; see rvos/__init__.py), so nothing generic such as
+``datasets`` or ``util`` shadows another package.  It also adds the console commands ``rvos-train``,
+``rvos-infer``, ``rvos-evaluate``, ``rvos-check-dataset`` and ``rvos-check-submission``.  RVOS_BUILD_OP=0 skips
+the extension (an install for the Python API and the commands only; PyTorch is then not needed to install).
 
 The extension is built when a CUDA toolkit is found (CUDA_HOME / CUDA_PATH, nvcc on PATH or /usr/local/cuda);
 no GPU is needed at build time.  FORCE_CUDA=1 makes a missing toolkit an error instead of a skip.
@@ -12,10 +18,16 @@ import os
 import sys
 from pathlib import Path
 
-from setuptools import find_packages, setup
+from setuptools import setup
 
 ROOT = Path(__file__).resolve().parent
-PACKAGES = ["models", "datasets", "util", "tools"]
+CONSOLE_SCRIPTS = [
+    "rvos-train = rvos.main:main",
+    "rvos-infer = rvos.inference:main",
+    "rvos-evaluate = rvos.tools.evaluate:main",
+    "rvos-check-dataset = rvos.tools.check_dataset:main",
+    "rvos-check-submission = rvos.tools.check_submission:main",
+]
 
 
 def load_build_helpers():
@@ -28,6 +40,8 @@ def load_build_helpers():
 
 def extension_kwargs():
     """``ext_modules`` / ``cmdclass`` for setup(), or {} when the extension is skipped."""
+    if os.environ.get("RVOS_BUILD_OP", "1") == "0":
+        return {}
     try:
         import torch  # noqa: F401
     except ImportError:
@@ -58,7 +72,7 @@ def extension_kwargs():
             super().build_extensions()
 
     extension = CUDAExtension(
-        name=f"models.ops.{helpers.AOT_MODULE_NAME}",
+        name=f"rvos.models.ops.{helpers.AOT_MODULE_NAME}",
         sources=helpers.source_files(relative_to=ROOT),
         extra_compile_args=helpers.compile_args(),
     )
@@ -68,10 +82,12 @@ def extension_kwargs():
 setup(
     name="rvos",
     version="0.1.0",
-    description="Referring video object segmentation: ReferFormer, SgMg and MUTR in one codebase",
+    description="Referring video object segmentation: the ReferFormer family in one codebase",
     python_requires=">=3.9",
-    packages=find_packages(include=[pattern for name in PACKAGES for pattern in (name, f"{name}.*")]),
-    package_data={"models.ops": ["src/*.h", "src/*.cpp", "src/*/*.cpp", "src/*/*.cu"]},
+    packages=["rvos"],
+    # Where the extension module rvos.models.ops._msda is placed (the checkout's models/ops folder).
+    package_dir={"rvos.models.ops": "models/ops"},
+    entry_points={"console_scripts": CONSOLE_SCRIPTS},
     zip_safe=False,
     **extension_kwargs(),
 )

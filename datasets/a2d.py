@@ -17,9 +17,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from datasets.base import ReferringDataset, check_same_size, make_target, normalize_caption, read_json
-from datasets.clip_sampler import centred_window, sample_clip_indices
-from datasets.transforms_video import video_transforms_from_args
+from rvos.datasets.base import ReferringDataset, check_same_size, make_target, normalize_caption, read_json
+from rvos.datasets.clip_sampler import centred_window, sample_clip_indices
+from rvos.datasets.transforms_video import video_transforms_from_args
 
 logger = logging.getLogger(__name__)
 

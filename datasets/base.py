@@ -20,8 +20,8 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
-from datasets.clip_sampler import sample_clip_indices
-from util.box_ops import masks_to_boxes
+from rvos.datasets.clip_sampler import sample_clip_indices
+from rvos.util.box_ops import masks_to_boxes
 
 Transform = Callable[[List[Image.Image], dict], Tuple[Any, dict]]
 

@@ -3,7 +3,7 @@ from typing import List, Sequence, Tuple
 
 import torch
 
-from util.misc import NestedTensor, nested_tensor_from_videos_list
+from rvos.util.misc import NestedTensor, nested_tensor_from_videos_list
 
 SIZE_DIVISIBILITY = 32
 

@@ -3,7 +3,7 @@ import logging
 
 from torch.utils.data import ConcatDataset
 
-from datasets import davis, refexp, ytvos
+from rvos.datasets import davis, refexp, ytvos
 
 logger = logging.getLogger(__name__)
 

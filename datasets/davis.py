@@ -2,8 +2,8 @@
 (DATASETS.md §2.3) with the 78-category DAVIS vocabulary, under ``args.davis_path``."""
 from pathlib import Path
 
-from datasets.categories import davis_category_dict
-from datasets.ytvos import YTVOSDataset, build_expression_split
+from rvos.datasets.categories import davis_category_dict
+from rvos.datasets.ytvos import YTVOSDataset, build_expression_split
 
 
 def build(image_set: str, args) -> YTVOSDataset:

@@ -14,9 +14,9 @@ import numpy as np
 import scipy.io
 import torch
 
-from datasets.base import ReferringDataset, check_same_size, make_target, normalize_caption, read_json, read_rgb
-from datasets.clip_sampler import centred_window
-from datasets.transforms_video import make_video_transforms
+from rvos.datasets.base import ReferringDataset, check_same_size, make_target, normalize_caption, read_json, read_rgb
+from rvos.datasets.clip_sampler import centred_window
+from rvos.datasets.transforms_video import make_video_transforms
 
 logger = logging.getLogger(__name__)
 

@@ -12,9 +12,9 @@ import numpy as np
 from PIL import Image
 from pycocotools import mask as coco_mask
 
-from datasets.base import (ExpressionClip, ExpressionClipDataset, check_same_size, expression_index, read_json,
+from rvos.datasets.base import (ExpressionClip, ExpressionClipDataset, check_same_size, expression_index, read_json,
                            require_train_split)
-from datasets.transforms_video import video_transforms_from_args
+from rvos.datasets.transforms_video import video_transforms_from_args
 
 logger = logging.getLogger(__name__)
 

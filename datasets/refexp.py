@@ -18,10 +18,10 @@ import torch
 from PIL import Image
 from pycocotools import mask as coco_mask
 
-from datasets.base import ReferringDataset, check_same_size, make_target, read_json, read_rgb
-from datasets.image_to_clip import ImageToClipAugmenter
-from datasets.transforms_image import make_image_transforms
-from datasets.transforms_video import video_transforms_from_args
+from rvos.datasets.base import ReferringDataset, check_same_size, make_target, read_json, read_rgb
+from rvos.datasets.image_to_clip import ImageToClipAugmenter
+from rvos.datasets.transforms_image import make_image_transforms
+from rvos.datasets.transforms_video import video_transforms_from_args
 
 logger = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ from typing import Callable, Dict, Optional
 
 from torch.utils.data import Dataset
 
-from datasets import a2d, concat, davis, jhmdb, mevis, refexp, ytvos
+from rvos.datasets import a2d, concat, davis, jhmdb, mevis, refexp, ytvos
 
 BUILDERS: Dict[str, Callable[[str, object], Dataset]] = {
     "ytvos": ytvos.build,

@@ -3,7 +3,7 @@
 An image is a one-frame clip, so the same transforms apply; only the scales differ from the video
 pipeline and there is no photometric distortion.
 """
-from datasets.transforms_video import (CROP_MAX, CROP_MIN, CROP_PRE_SCALES, VAL_MAX_SIZE, VAL_SHORT_SIDE, Check,
+from rvos.datasets.transforms_video import (CROP_MAX, CROP_MIN, CROP_PRE_SCALES, VAL_MAX_SIZE, VAL_SHORT_SIDE, Check,
                                        Compose, RandomHorizontalFlip, RandomResize, RandomSelect, RandomSizeCrop,
                                        ToNormalizedTensor)
 

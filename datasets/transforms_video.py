@@ -22,7 +22,7 @@ import torch.nn.functional as nnf
 import torchvision.transforms.v2.functional as F
 from PIL import Image
 
-from util.box_ops import box_xyxy_to_cxcywh
+from rvos.util.box_ops import box_xyxy_to_cxcywh
 
 Frames = List[Image.Image]
 Target = dict

@@ -11,10 +11,10 @@ from typing import Mapping
 import numpy as np
 from PIL import Image
 
-from datasets.base import ExpressionClip, ExpressionClipDataset, check_same_size, expression_index, read_json, \
+from rvos.datasets.base import ExpressionClip, ExpressionClipDataset, check_same_size, expression_index, read_json, \
     read_label_map, require_train_split
-from datasets.categories import category_label, ytvos_category_dict
-from datasets.transforms_video import video_transforms_from_args
+from rvos.datasets.categories import category_label, ytvos_category_dict
+from rvos.datasets.transforms_video import video_transforms_from_args
 
 logger = logging.getLogger(__name__)
 

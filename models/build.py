@@ -5,20 +5,17 @@ from typing import Tuple
 from torch import nn
 
 from .backbones import build_backbone
-from .criterion import SetCriterion, build_weight_dict
 from .deformable_transformer import build_deformable_transformer
-from .matcher import build_matcher
 from .ops import set_msda_impl
 from .postprocess import build_postprocessors
-from .referformer import ReferFormer
 from .text_encoder import TextEncoderSource, build_roberta, load_text_encoder_weights as _load_weights
+from .variants import MODEL_NAMES, get_variant
 
 logger = logging.getLogger(__name__)
 
 # Class counts of the non-binary heads, as the original build() hard-codes them.
 NUM_CLASSES = {"ytvos": 65, "davis": 78, "a2d": 1, "jhmdb": 1}
 COCO_NUM_CLASSES = 91
-MODEL_NAMES = ("referformer", "sgmg", "mutr")
 
 
 def num_classes_for(args) -> int:
@@ -32,32 +29,17 @@ def resolve_model_name(args) -> str:
     return name
 
 
-def core_model_kwargs(args, num_classes: int) -> dict:
-    """Constructor arguments every variant shares with :class:`ReferFormer`, from the options."""
-    return dict(num_classes=num_classes, num_queries=args.num_queries, num_feature_levels=args.num_feature_levels,
-                mask_dim=args.mask_dim, dim_feedforward=args.dim_feedforward,
-                controller_layers=args.controller_layers, dynamic_mask_channels=args.dynamic_mask_channels,
-                aux_loss=args.aux_loss, with_box_refine=args.with_box_refine,
-                freeze_text_encoder=args.freeze_text_encoder, rel_coord=args.rel_coord)
-
-
 def build_model(args) -> Tuple[nn.Module, nn.Module, object]:
     """Build (model, criterion, postprocessors) on the current default device. No weights are read:
     the text encoder is randomly initialised from its config (see ``load_text_encoder_weights``)."""
-    name = resolve_model_name(args)
+    variant = get_variant(resolve_model_name(args))
     set_msda_impl(getattr(args, "msda_impl", "auto"))
     num_classes = num_classes_for(args)
     backbone = build_backbone(args)
     transformer = build_deformable_transformer(args)
     source = TextEncoderSource(getattr(args, "text_encoder", "roberta-base"))
     text_encoder = build_roberta(source)
-    if name == "referformer":
-        model = ReferFormer(backbone, transformer, text_encoder, source, **core_model_kwargs(args, num_classes))
-        criterion = SetCriterion(num_classes, build_matcher(args, num_classes), build_weight_dict(args),
-                                 focal_alpha=args.focal_alpha)
-    else:
-        from . import variants
-        model, criterion = variants.build(name, args, backbone, transformer, text_encoder, source, num_classes)
+    model, criterion = variant.build(args, backbone, transformer, text_encoder, source, num_classes)
     return model, criterion, build_postprocessors(args, args.dataset_file)
 
 

@@ -23,31 +23,24 @@ from typing import Dict, Iterable, List, Optional, Tuple
 import torch
 from torch import nn
 
+from .variants import MODEL_NAMES, all_variants
+
 logger = logging.getLogger(__name__)
 
 SAFE_GLOBALS = [argparse.Namespace]
 DROPPED_KEY_SUFFIXES = ("embeddings.position_ids",)
-# Options that change the parameter layout: a mismatch here explains a key mismatch.
-ARCHITECTURE_OPTIONS = ("model", "backbone", "with_box_refine", "num_queries", "hidden_dim", "enc_layers",
-                        "dec_layers", "dim_feedforward", "nheads", "num_feature_levels", "enc_n_points",
-                        "dec_n_points", "mask_dim", "controller_layers", "dynamic_mask_channels", "rel_coord",
-                        "binary", "dataset_file", "text_encoder", "backbone_config", "mutr_ffn_dim")
+# Options that change the parameter layout: a mismatch here explains a key mismatch (with each variant's own
+# ``architecture_options``, see ``architecture_options()``).
+CORE_ARCHITECTURE_OPTIONS = ("model", "backbone", "with_box_refine", "num_queries", "hidden_dim", "enc_layers",
+                             "dec_layers", "dim_feedforward", "nheads", "num_feature_levels", "enc_n_points",
+                             "dec_n_points", "mask_dim", "controller_layers", "dynamic_mask_channels", "rel_coord",
+                             "binary", "dataset_file", "text_encoder", "backbone_config")
 
 
-# Options only the legacy Namespace of one variant's own opts.py has (checked in this order; Tapall, the
-# MeViS-2024 fork of MUTR, adds sub_video_len / no_sampling to MUTR's).
-LEGACY_VARIANT_OPTIONS = (
-    ("mutr", ("use_fp16", "model_ckpt", "test_num_ckpt", "sub_video_len", "no_sampling")),
-    ("sgmg", ("text_backbone", "output_levels", "amp", "exp_name", "current_epoch", "set_cost_boundary",
-              "boundary_loss_coef")),
-)
-# State-dict key prefixes only one variant has.
-VARIANT_KEY_PREFIXES = (
-    ("sgmg", ("input_fft.", "input_fft_post.", "mask_refine.", "text_encoder.text_backbone.", "text_proj.",
-              "sentence_proj.")),
-    ("mutr", ("MTA.", "mti.")),
-)
-MODEL_NAMES = ("referformer", "sgmg", "mutr")  # as models.build.MODEL_NAMES (not imported: this module stays light)
+def architecture_options() -> Tuple[str, ...]:
+    """The options that change the parameter layout: the core's and every variant's own."""
+    own = tuple(option for variant in all_variants().values() for option in variant.architecture_options)
+    return CORE_ARCHITECTURE_OPTIONS + own
 
 
 class CheckpointError(RuntimeError):
@@ -97,8 +90,8 @@ def model_name_from_config(ckpt_config: Optional[dict]) -> Optional[str]:
         return ckpt_config["model"]
     if "model" in ckpt_config:  # our config with the option unset: the default variant was built
         return "referformer"
-    for name, options in LEGACY_VARIANT_OPTIONS:
-        if any(option in ckpt_config for option in options):
+    for name, variant in all_variants().items():
+        if variant.legacy_options and any(option in ckpt_config for option in variant.legacy_options):
             return name
     return "referformer"
 
@@ -106,8 +99,8 @@ def model_name_from_config(ckpt_config: Optional[dict]) -> Optional[str]:
 def model_name_from_keys(keys: Iterable[str]) -> Optional[str]:
     """The variant whose own parameters appear among ``keys`` (state-dict names), or None."""
     keys = [k[len("module."):] if k.startswith("module.") else k for k in keys]
-    for name, prefixes in VARIANT_KEY_PREFIXES:
-        if any(k.startswith(prefixes) for k in keys):
+    for name, variant in all_variants().items():
+        if variant.key_prefixes and any(k.startswith(variant.key_prefixes) for k in keys):
             return name
     if any(k.startswith(("pixel_decoder.", "resizer.")) for k in keys):
         return "referformer"
@@ -156,7 +149,7 @@ def mismatch_report(source: str, missing, unexpected, shapes, ckpt_config: Optio
     lines = [f"checkpoint {source} does not match the model: {len(missing)} missing, {len(unexpected)} unexpected, "
              f"{len(shapes)} wrongly shaped keys"]
     if ckpt_config and model_config:
-        diffs = [(k, ckpt_config.get(k), model_config.get(k)) for k in ARCHITECTURE_OPTIONS
+        diffs = [(k, ckpt_config.get(k), model_config.get(k)) for k in architecture_options()
                  if k in ckpt_config and ckpt_config.get(k) != model_config.get(k)]
         if diffs:
             lines.append("  architecture options that differ (checkpoint -> this run):")

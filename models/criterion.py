@@ -6,8 +6,8 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
-from util import box_ops
-from util.dist import all_reduce_mean_count
+from rvos.util import box_ops
+from rvos.util.dist import all_reduce_mean_count
 
 from .losses import dice_loss, downsample_target_masks, sigmoid_focal_loss
 

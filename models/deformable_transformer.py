@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from util.misc import inverse_sigmoid
+from rvos.util.misc import inverse_sigmoid
 
 from .layers import with_pos
 from .ops.modules import MSDeformAttn

@@ -9,7 +9,7 @@ import torch
 from scipy.optimize import linear_sum_assignment
 from torch import nn
 
-from util.box_ops import box_cxcywh_to_xyxy, generalized_box_iou
+from rvos.util.box_ops import box_cxcywh_to_xyxy, generalized_box_iou
 
 from .losses import downsample_target_masks, pairwise_dice_coef, pairwise_focal_cost
 

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
-from util.misc import NestedTensor
+from rvos.util.misc import NestedTensor
 
 from .layers import ConvNormAct, c2_xavier_fill, with_pos
 

@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from util import box_ops
+from rvos.util import box_ops
 
 
 def _encode_rle(mask: torch.Tensor) -> dict:

@@ -15,14 +15,17 @@ import torch.nn.functional as F
 from einops import rearrange, repeat
 from torch import nn
 
-from util.misc import NestedTensor, interpolate_mask, inverse_sigmoid, nested_tensor_from_videos_list
+from rvos.util.misc import NestedTensor, interpolate_mask, inverse_sigmoid, nested_tensor_from_videos_list
 
 from .backbones.position_encoding import PositionEmbeddingSine1D
+from .criterion import SetCriterion, build_weight_dict
 from .fusion import VisionLanguageFusionModule
 from .layers import MLP, FeatureResizer
 from .mask_head import DynamicMaskHead, dynamic_masks
+from .matcher import build_matcher
 from .pixel_decoder import CrossModalFPNDecoder
 from .text_encoder import TextEncoderSource, TextEncoding, build_roberta, tokenize
+from .variants import Variant
 
 
 
@@ -294,3 +297,23 @@ class ReferFormer(nn.Module):
         mask_features = self.pixel_decoder(visual.features, text.words, visual.pos, memory, nf=t)
         return rearrange(mask_features, "(b t) c h w -> b t c h w", b=b, t=t)
 
+
+
+def core_model_kwargs(args, num_classes: int) -> dict:
+    """Constructor arguments every variant shares with :class:`ReferFormer`, from the options."""
+    return dict(num_classes=num_classes, num_queries=args.num_queries, num_feature_levels=args.num_feature_levels,
+                mask_dim=args.mask_dim, dim_feedforward=args.dim_feedforward,
+                controller_layers=args.controller_layers, dynamic_mask_channels=args.dynamic_mask_channels,
+                aux_loss=args.aux_loss, with_box_refine=args.with_box_refine,
+                freeze_text_encoder=args.freeze_text_encoder, rel_coord=args.rel_coord)
+
+
+def build(args, backbone, transformer, text_encoder, source, num_classes):
+    """(ReferFormer, its criterion) from the options and the shared parts."""
+    model = ReferFormer(backbone, transformer, text_encoder, source, **core_model_kwargs(args, num_classes))
+    criterion = SetCriterion(num_classes, build_matcher(args, num_classes), build_weight_dict(args),
+                             focal_alpha=args.focal_alpha)
+    return model, criterion
+
+
+VARIANT = Variant(name="referformer", builder="rvos.models.referformer:build")

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 from transformers import RobertaConfig, RobertaModel, RobertaTokenizerFast
 
-from util.misc import NestedTensor
+from rvos.util.misc import NestedTensor
 
 logger = logging.getLogger(__name__)
 

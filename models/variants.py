@@ -1,13 +1,64 @@
-"""Registry of the model variants built on the ReferFormer core (SgMg, MUTR)."""
+"""The model variants of the family: one table, and what each variant declares about itself.
+
+Adding a variant is one line in ``VARIANT_PACKAGES`` and one folder ``models/<name>/`` whose ``__init__`` defines
+``VARIANT`` (a :class:`Variant`). A variant's ``__init__`` stays light (its model is imported by ``builder`` on
+first use): the parser, the checkpoint identification and the zoo read these declarations without building.
+"""
+import argparse
 import importlib
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, Mapping, Optional, Tuple
 
-VARIANT_MODULES = {"sgmg": "models.sgmg", "mutr": "models.mutr"}
+# Name -> the module declaring ``VARIANT``: the base model's module, or a variant's package.
+# The order is the order in which legacy checkpoints' options are tried (``infer_model_name``).
+VARIANT_PACKAGES = {
+    "referformer": "rvos.models.referformer",
+    "mutr": "rvos.models.mutr",
+    "sgmg": "rvos.models.sgmg",
+}
 
 
-def build(name, args, backbone, transformer, text_encoder, source, num_classes):
-    """Build variant ``name``: returns (model, criterion). Each variant module exposes
-    ``build(args, backbone, transformer, text_encoder, source, num_classes)``."""
-    if name not in VARIANT_MODULES:
-        raise ValueError(f"unknown model variant {name!r}; choose one of {sorted(VARIANT_MODULES)}")
-    module = importlib.import_module(VARIANT_MODULES[name])
-    return module.build(args, backbone, transformer, text_encoder, source, num_classes)
+@dataclass(frozen=True)
+class Variant:
+    """What a variant declares.
+
+    Attributes:
+        name: the ``--model`` value.
+        builder: ``"module:function"`` building ``(model, criterion)`` from
+            ``(args, backbone, transformer, text_encoder, text_source, num_classes)``; imported on first use.
+        option_defaults: the defaults its own original ``opts.py`` has where they differ from ReferFormer's, applied
+            to options left at ReferFormer's default when this variant is selected.
+        add_arguments: adds the variant's own command-line options to a parser (None: it has none).
+        architecture_options: its own options that change the parameter layout (checkpoint mismatch reports).
+        legacy_options: options only the pickled ``argparse.Namespace`` of its original checkpoints has.
+        key_prefixes: state-dict key prefixes only this variant has.
+        inference_short_side: the short side its original inference resizes frames to.
+    """
+
+    name: str
+    builder: str
+    option_defaults: Mapping[str, Any] = field(default_factory=dict)
+    add_arguments: Optional[Callable[[argparse.ArgumentParser], None]] = None
+    architecture_options: Tuple[str, ...] = ()
+    legacy_options: Tuple[str, ...] = ()
+    key_prefixes: Tuple[str, ...] = ()
+    inference_short_side: int = 360
+
+    def build(self, *args, **kwargs):
+        module_name, function = self.builder.split(":")
+        return getattr(importlib.import_module(module_name), function)(*args, **kwargs)
+
+
+MODEL_NAMES = tuple(VARIANT_PACKAGES)
+
+
+def get_variant(name: str) -> Variant:
+    """The declaration of variant ``name``; a clear error for an unknown name."""
+    if name not in VARIANT_PACKAGES:
+        raise ValueError(f"unknown model variant {name!r}; choose one of {', '.join(MODEL_NAMES)}")
+    return importlib.import_module(VARIANT_PACKAGES[name]).VARIANT
+
+
+def all_variants() -> Dict[str, Variant]:
+    """Every variant's declaration, in table order."""
+    return {name: get_variant(name) for name in VARIANT_PACKAGES}

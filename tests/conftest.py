@@ -1,4 +1,5 @@
 """Shared test helpers: where the reference data lives, and how to compare with it."""
+import json
 import os
 import sys
 from pathlib import Path
@@ -13,6 +14,37 @@ if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
 torch.set_num_threads(min(2, os.cpu_count() or 1))
+
+# A manifest's ``family`` field -> our ``--model`` for it (Tapall is the MeViS-2024 fork of MUTR).
+MANIFEST_VARIANTS = {"referformer": "referformer", "sgmg": "sgmg", "mutr": "mutr", "tapall": "mutr",
+                     "tfvos": "tfvos", "dshmp": "dshmp"}
+# Families whose checkpoints have the ReferFormer layout (``backbone.0.body.*``, ``transformer.*``, ...).
+REFERFORMER_LAYOUT_FAMILIES = ("referformer", "sgmg", "mutr", "tapall", "tfvos")
+
+
+def checkpoint_manifests(families=None):
+    """(path, family) of every checkpoint manifest (a JSON with ``family`` and ``keys``), routed by its
+    ``family`` field; only those of ``families`` when given."""
+    found = []
+    for path in sorted((REFERENCE_DIR / "manifests").glob("*.json")):
+        data = json.loads(path.read_text())
+        if not isinstance(data, dict) or "keys" not in data or "family" not in data:
+            continue
+        if data["family"] not in MANIFEST_VARIANTS:
+            raise AssertionError(f"{path}: unknown family {data['family']!r}; add it to MANIFEST_VARIANTS")
+        if families is None or data["family"] in families:
+            found.append((path, data["family"]))
+    return found
+
+
+def skip_unless_variant_exists(family: str) -> str:
+    """Our ``--model`` for a manifest family; skips (naming it) while that variant is not built yet."""
+    from rvos.models.variants import MODEL_NAMES
+
+    variant = MANIFEST_VARIANTS[family]
+    if variant not in MODEL_NAMES:
+        pytest.skip(f"the {variant} variant is not built yet (manifest family {family!r})")
+    return variant
 
 
 @pytest.fixture(scope="session")

@@ -6,9 +6,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-import opts
-from models import build_model
-from models.checkpoint import load_model_checkpoint
+from rvos import opts
+from rvos.models import build_model
+from rvos.models.checkpoint import load_model_checkpoint
 
 
 def text_encoder_folder(fixture: Path, dest: Path) -> Path:

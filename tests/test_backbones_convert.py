@@ -8,7 +8,7 @@ import torch
 import torchvision
 
 from conftest import REFERENCE_DIR
-from models.backbones import build_backbone, filter_resnet, load_backbone_pretrained
+from rvos.models.backbones import build_backbone, filter_resnet, load_backbone_pretrained
 
 
 def _tiny_joiner(fixture, seed, **arg_changes):

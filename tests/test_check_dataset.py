@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from datasets.checks import check_dataset, inspect_dataset
-from datasets.synthetic import make_dataset
-from tools.check_dataset import main as check_dataset_cli
+from rvos.datasets.checks import check_dataset, inspect_dataset
+from rvos.datasets.synthetic import make_dataset
+from rvos.tools.check_dataset import main as check_dataset_cli
 
 REPO = Path(__file__).resolve().parents[1]
 CHECKED = {  # checker name -> synthetic dataset it reads

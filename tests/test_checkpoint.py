@@ -6,10 +6,10 @@ import shutil
 import pytest
 import torch
 
-from models import build_model
-from models.checkpoint import (CheckpointError, CheckpointMismatchError, atomic_save, checkpoint_config,
+from rvos.models import build_model
+from rvos.models.checkpoint import (CheckpointError, CheckpointMismatchError, atomic_save, checkpoint_config,
                                load_model_checkpoint, load_pretrained_weights, read_checkpoint)
-from models.text_encoder import TextEncoderNotFound, TextEncoderSource
+from rvos.models.text_encoder import TextEncoderNotFound, TextEncoderSource
 
 from conftest import REFERENCE_DIR
 from fixture_models import fixture_args, text_encoder_folder
@@ -61,7 +61,7 @@ def test_architecture_mismatch_is_reported_with_a_table(tmp_path, change, expect
     argv = [a for a in meta["argv"] if a != "--with_box_refine"]
     argv += ["--backbone_config", json.dumps(meta["backbone_config_override"]),
              "--text_encoder", str(text_encoder_folder(FIXTURE, tmp_path / "te"))] + change
-    import opts
+    from rvos import opts
     args = opts.parse_args(argv)
     model, _, _ = build_model(args)
     with pytest.raises(CheckpointMismatchError) as err:

@@ -14,10 +14,10 @@ import scipy.io
 import torch
 from PIL import Image
 
-from datasets.a2d import A2DSentencesDataset, derive_single_frame_annotations, read_single_frame_annotations
-from datasets.jhmdb import JHMDBSentencesDataset, read_samples_metadata, resolve_metadata_path
-from datasets.registry import build_dataset
-from datasets.synthetic import make_dataset
+from rvos.datasets.a2d import A2DSentencesDataset, derive_single_frame_annotations, read_single_frame_annotations
+from rvos.datasets.jhmdb import JHMDBSentencesDataset, read_samples_metadata, resolve_metadata_path
+from rvos.datasets.registry import build_dataset
+from rvos.datasets.synthetic import make_dataset
 
 
 @pytest.fixture(scope="module")

@@ -5,9 +5,9 @@ import pytest
 import torch
 from torch.utils.data import DistributedSampler
 
-from datasets.clip_sampler import centred_window, sample_clip_indices
-from datasets.collate import collate_fn
-from datasets.samplers import ResumableDistributedSampler
+from rvos.datasets.clip_sampler import centred_window, sample_clip_indices
+from rvos.datasets.collate import collate_fn
+from rvos.datasets.samplers import ResumableDistributedSampler
 
 
 # ---------------------------------------------------------------------------------- sampler S

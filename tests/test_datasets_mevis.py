@@ -10,9 +10,9 @@ import torch
 from PIL import Image
 from pycocotools import mask as coco_mask
 
-from datasets.mevis import MeViSDataset
-from datasets.registry import build_dataset
-from datasets.synthetic import make_dataset
+from rvos.datasets.mevis import MeViSDataset
+from rvos.datasets.registry import build_dataset
+from rvos.datasets.synthetic import make_dataset
 
 
 @pytest.fixture(scope="module")

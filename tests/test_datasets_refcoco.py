@@ -10,11 +10,11 @@ import torch
 from PIL import Image
 from pycocotools import mask as coco_mask
 
-from datasets.collate import collate_fn
-from datasets.image_to_clip import ImageToClipAugmenter
-from datasets.refexp import REFCOCO_NAMES, RefExpDataset, RefExpSequenceDataset, build_sequences
-from datasets.registry import build_dataset
-from datasets.synthetic import make_dataset
+from rvos.datasets.collate import collate_fn
+from rvos.datasets.image_to_clip import ImageToClipAugmenter
+from rvos.datasets.refexp import REFCOCO_NAMES, RefExpDataset, RefExpSequenceDataset, build_sequences
+from rvos.datasets.registry import build_dataset
+from rvos.datasets.synthetic import make_dataset
 
 
 @pytest.fixture(scope="module")

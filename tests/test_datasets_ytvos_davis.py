@@ -10,12 +10,12 @@ import pytest
 import torch
 from PIL import Image
 
-from datasets.categories import DAVIS_CATEGORIES, YTVOS_CATEGORIES
-from datasets.collate import collate_fn
-from datasets.registry import build_dataset
-from datasets.synthetic import make_dataset
-from datasets.transforms_video import make_video_transforms
-from datasets.ytvos import YTVOSDataset
+from rvos.datasets.categories import DAVIS_CATEGORIES, YTVOS_CATEGORIES
+from rvos.datasets.collate import collate_fn
+from rvos.datasets.registry import build_dataset
+from rvos.datasets.synthetic import make_dataset
+from rvos.datasets.transforms_video import make_video_transforms
+from rvos.datasets.ytvos import YTVOSDataset
 
 
 @pytest.fixture(scope="module")

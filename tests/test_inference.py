@@ -11,16 +11,16 @@ import pytest
 import torch
 from PIL import Image
 
-import opts
-from datasets.predict.base import sub_video_windows
-from datasets.predict.model import build_inference_model
-from datasets.predict.runner import balance
-from datasets.predict.writers import load_logits
-from datasets.predict.ytvos import read_meta_videos
-from datasets.synthetic import make_dataset
-from models.checkpoint import CheckpointMismatchError
+from rvos import opts
+from rvos.predict.base import sub_video_windows
+from rvos.predict.model import build_inference_model
+from rvos.predict.runner import balance
+from rvos.predict.writers import load_logits
+from rvos.predict.benchmarks.ytvos import read_meta_videos
+from rvos.datasets.synthetic import make_dataset
+from rvos.models.checkpoint import CheckpointMismatchError
 from test_inference_fixtures import TINY_CONFIG, assets_fixture, base_args, read_pngs, run_inference  # noqa: F401
-from util.video_io import read_video_frames
+from rvos.util.video_io import read_video_frames
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
@@ -131,7 +131,7 @@ def test_missing_frame_names_the_file(assets, tmp_path):
 
 
 def test_mevis_windows_layouts_logits_and_evaluation(assets, tmp_path):
-    from datasets.evaluation import evaluate_mevis
+    from rvos.evaluation import evaluate_mevis
 
     root = make_dataset("mevis", tmp_path / "mevis", seed=0, num_frames=10, min_frames=8, num_valid_u_videos=1,
                         num_valid_videos=1, num_train_videos=1)
@@ -194,7 +194,7 @@ def test_balance_is_longest_processing_time_first():
 
 
 def test_davis_annotator_layout_and_evaluation(assets, tmp_path):
-    from datasets.evaluation import evaluate_refdavis
+    from rvos.evaluation import evaluate_refdavis
 
     root = make_dataset("davis", tmp_path / "davis", seed=0, num_frames=6, num_valid_videos=1, num_train_videos=1)
     out = tmp_path / "out"
@@ -214,8 +214,8 @@ def test_davis_annotator_layout_and_evaluation(assets, tmp_path):
 
 @pytest.mark.parametrize("name", ["a2d", "jhmdb"])
 def test_a2d_jhmdb_predictions_evaluate(assets, tmp_path, name):
-    from datasets.evaluation import evaluate_referring_segmentation
-    from datasets.evaluation.a2d import GT_FILE_NAMES
+    from rvos.evaluation import evaluate_referring_segmentation
+    from rvos.evaluation.a2d import GT_FILE_NAMES
 
     sizes = {"a2d": {"num_train_videos": 1, "num_test_videos": 1}, "jhmdb": {"num_videos": 2}}[name]
     root = make_dataset(name, tmp_path / name, seed=0, num_frames=10, min_frames=8, height=96, width=128, **sizes)
@@ -277,7 +277,7 @@ def test_random_weights_need_the_flag(assets):
 
 
 def test_benchmark_tool(assets, tmp_path):
-    from tools.benchmark import main as benchmark
+    from rvos.tools.benchmark import main as benchmark
 
     result = benchmark(["--config", str(TINY_CONFIG), "--text_encoder", str(assets["text_encoder"]), "--device", "cpu",
                         "--msda_impl", "pytorch", "--frames", "2", "--height", "64", "--width", "96",

@@ -9,9 +9,9 @@ import pytest
 import torch
 from PIL import Image
 
-import opts
-from datasets.synthetic import make_dataset
-from models import build_model
+from rvos import opts
+from rvos.datasets.synthetic import make_dataset
+from rvos.models import build_model
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 TINY_CONFIG = REPO_ROOT / "configs" / "tiny" / "referformer_tiny_synthetic.yaml"
@@ -20,7 +20,7 @@ SHORT_SIDE = "64"
 
 
 def write_text_encoder(folder: Path) -> Path:
-    from tools.make_tiny_text_encoder import write_tiny_text_encoder
+    from rvos.tools.make_tiny_text_encoder import write_tiny_text_encoder
 
     return write_tiny_text_encoder(folder)
 
@@ -40,7 +40,7 @@ def base_args(checkpoint: Path, text_encoder: Path, output_dir: Path) -> List[st
 
 
 def run_inference(argv: List[str]) -> int:
-    import inference
+    from rvos import inference
 
     return inference.main(argv)
 

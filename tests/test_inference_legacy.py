@@ -5,8 +5,8 @@ import json
 import pytest
 import torch
 
-import opts
-from datasets.predict.model import build_inference_model
+from rvos import opts
+from rvos.predict.model import build_inference_model
 
 from conftest import REFERENCE_DIR
 from fixture_models import run_single_video, text_encoder_folder, zero_dropout
@@ -44,7 +44,7 @@ def test_inferred_sgmg_reproduces_the_fixture(tmp_path):
 
 
 def test_explicit_model_wins_and_a_mismatch_is_refused(tmp_path):
-    from models.checkpoint import CheckpointMismatchError
+    from rvos.models.checkpoint import CheckpointMismatchError
     fixture = FIXTURES / "sgmg_tiny"
     args = opts.parse_args(legacy_argv(fixture, tmp_path) + ["--model", "referformer"])
     with pytest.raises(CheckpointMismatchError, match="sgmg"):

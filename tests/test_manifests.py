@@ -8,40 +8,31 @@ import json
 import pytest
 import torch
 
-import opts
-from models import build_model
-from models.checkpoint import normalise_state_dict
+from rvos import opts
+from rvos.models import build_model
+from rvos.models.checkpoint import normalise_state_dict
 
-from conftest import REFERENCE_DIR
-
-MANIFEST_DIR = REFERENCE_DIR / "manifests"
-FAMILY_MODELS = {"referformer": "referformer", "sgmg": "sgmg", "mutr": "mutr", "tapall": "mutr"}
-IMPLEMENTED = {"referformer", "mutr", "sgmg"}
+from conftest import REFERFORMER_LAYOUT_FAMILIES, checkpoint_manifests, skip_unless_variant_exists
 
 
-def manifest_files():
-    return sorted(p for p in MANIFEST_DIR.glob("*.json") if p.stem.split("_")[0] in FAMILY_MODELS)
-
-
-def build_from_manifest(manifest: dict, family: str):
+def build_from_manifest(manifest: dict, variant: str):
     args = opts.parse_args(["--device", "cpu"])
     known = vars(args)
     for key, value in manifest["config"].items():
         if key in known:
             setattr(args, key, value)
-    args.model = FAMILY_MODELS[family]
+    args.model = variant
     with torch.device("meta"):
         model, _, _ = build_model(args)
     return model
 
 
-@pytest.mark.parametrize("path", manifest_files(), ids=lambda p: p.stem)
-def test_state_dict_matches_manifest(path):
-    family = path.stem.split("_")[0]
-    if FAMILY_MODELS[family] not in IMPLEMENTED:
-        pytest.skip(f"{family} variant is checked in its own test module")
+@pytest.mark.parametrize("path,family", checkpoint_manifests(REFERFORMER_LAYOUT_FAMILIES),
+                         ids=lambda v: getattr(v, "stem", v))
+def test_state_dict_matches_manifest(path, family):
+    variant = skip_unless_variant_exists(family)
     manifest = json.loads(path.read_text())
-    model = build_from_manifest(manifest, family)
+    model = build_from_manifest(manifest, variant)
     ours = {k: tuple(v.shape) for k, v in normalise_state_dict(model.state_dict()).items()}
     theirs = {k: tuple(v) for k, v in manifest["keys"].items()}
     missing = sorted(set(theirs) - set(ours))

@@ -1,4 +1,4 @@
-"""util.metrics: J and F against the official values (reference davis_jf cases) and against the literal per-frame
+"""evaluation.metrics: J and F against the official values (reference davis_jf cases) and against the literal per-frame
 transcription of the official code."""
 import json
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from conftest import REFERENCE_DIR
-from util.metrics import (boundary_f_measure, boundary_map, boundary_radius, disk_kernel, reference_boundary_f_measure,
+from rvos.evaluation.metrics import (boundary_f_measure, boundary_map, boundary_radius, disk_kernel, reference_boundary_f_measure,
                           reference_boundary_map, reference_region_similarity, region_and_boundary,
                           region_similarity)
 

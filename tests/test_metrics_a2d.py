@@ -5,7 +5,7 @@ import json
 import pytest
 
 from conftest import REFERENCE_DIR
-from datasets.evaluation.a2d import GT_FILE_NAMES, evaluate_referring_segmentation
+from rvos.evaluation.a2d import GT_FILE_NAMES, evaluate_referring_segmentation
 
 A2D = REFERENCE_DIR / "metrics" / "a2d"
 CASES = {"a2d_sentences": "a2d", "a2d_edge": "a2d", "jhmdb_sentences": "jhmdb"}

@@ -5,7 +5,7 @@ import shutil
 import pytest
 
 from conftest import REFERENCE_DIR
-from tools.evaluate import main
+from rvos.tools.evaluate import main
 
 METRICS = REFERENCE_DIR / "metrics"
 TOLERANCE = 1e-12

@@ -8,9 +8,9 @@ import pytest
 from PIL import Image
 
 from conftest import REFERENCE_DIR
-from datasets.evaluation.davis import evaluate_davis, sequence_statistics, write_davis_csvs
-from datasets.evaluation.refdavis import ANNOTATOR_SLOTS, evaluate_refdavis
-from util.metrics import region_and_boundary
+from rvos.evaluation.davis import evaluate_davis, sequence_statistics, write_davis_csvs
+from rvos.evaluation.refdavis import ANNOTATOR_SLOTS, evaluate_refdavis
+from rvos.evaluation.metrics import region_and_boundary
 
 DAVIS_JF = REFERENCE_DIR / "metrics" / "davis_jf"
 REFDAVIS = REFERENCE_DIR / "metrics" / "refdavis"

@@ -8,7 +8,7 @@ import pytest
 from pycocotools import mask as mask_utils
 
 from conftest import REFERENCE_DIR
-from datasets.evaluation.mevis import PredictionError, evaluate_mevis
+from rvos.evaluation.mevis import PredictionError, evaluate_mevis
 
 MEVIS = REFERENCE_DIR / "metrics" / "mevis"
 META, MASK_DICT = MEVIS / "valid_u" / "meta_expressions.json", MEVIS / "valid_u" / "mask_dict.json"

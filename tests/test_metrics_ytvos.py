@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from datasets.evaluation.mevis import PredictionError
-from datasets.evaluation.ytvos import evaluate_expression_folders
-from datasets.synthetic import make_dataset
+from rvos.evaluation.mevis import PredictionError
+from rvos.evaluation.ytvos import evaluate_expression_folders
+from rvos.datasets.synthetic import make_dataset
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +52,7 @@ def test_missing_prediction_png_is_named(ytvos, tmp_path):
 
 
 def test_cli_protocol_ytvos(ytvos, tmp_path):
-    from tools.evaluate import main
+    from rvos.tools.evaluate import main
     root, gt, meta = ytvos
     pred = tmp_path / "pred"
     shutil.copytree(gt, pred)

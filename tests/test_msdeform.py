@@ -7,10 +7,10 @@ import warnings
 import pytest
 import torch
 
-from models.ops import dispatch
-from models.ops import (MSDeformAttn, extension_unavailable_reason, get_msda_impl, is_extension_available,
+from rvos.models.ops import dispatch
+from rvos.models.ops import (MSDeformAttn, extension_unavailable_reason, get_msda_impl, is_extension_available,
                         ms_deform_attn, ms_deform_attn_core_pytorch, set_msda_impl)
-from models.ops.check import (Problem, compiled_results, forward_backward, make_problem, max_relative_differences,
+from rvos.models.ops.check import (Problem, compiled_results, forward_backward, make_problem, max_relative_differences,
                               pytorch_op)
 
 from conftest import REFERENCE_DIR, assert_matches_stats, is_stats_only
@@ -247,7 +247,7 @@ def test_forcing_cuda_on_cpu_tensors_raises(msda_impl):
     with pytest.raises(RuntimeError, match="needs CUDA tensors") as error:
         ms_deform_attn(*problem.inputs())
     if not is_extension_available():
-        assert "pip install -e ." in str(error.value) and "python -m models.ops.build" in str(error.value)
+        assert "pip install -e ." in str(error.value) and "python -m rvos.models.ops.build" in str(error.value)
 
 
 def test_cuda_fallback_warning_is_emitted_once_per_process(monkeypatch):
@@ -300,7 +300,7 @@ def _gpu_problem(batch=3, seed=0):
 @pytest.mark.parametrize("dtype,tolerance", [(torch.float64, 1e-10), (torch.float32, 1e-5)])
 def test_cuda_kernels_match_pytorch_path(dtype, tolerance):
     problem = _gpu_problem().to("cuda", dtype)
-    from models.ops.extension import get_extension
+    from rvos.models.ops.extension import get_extension
 
     differences = max_relative_differences(compiled_results(get_extension(), problem),
                                            forward_backward(pytorch_op, problem))
@@ -334,7 +334,7 @@ def test_cuda_path_gradcheck_float64(msda_impl):
 @requires_cuda_build
 @pytest.mark.parametrize("batch,im2col_step", [(5, 2), (6, 4), (7, 64), (12, 5)])
 def test_cuda_any_batch_size_with_im2col_step(batch, im2col_step):
-    from models.ops.extension import get_extension
+    from rvos.models.ops.extension import get_extension
 
     problem = _gpu_problem(batch=batch, seed=2).to("cuda", torch.float64)
     chunked = compiled_results(get_extension(), problem, im2col_step)
@@ -350,12 +350,12 @@ def test_auto_dispatch_uses_cuda_extension_without_warning(msda_impl):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         output = ms_deform_attn(*problem.inputs())
-    from models.ops.extension import get_extension
+    from rvos.models.ops.extension import get_extension
 
     assert torch.equal(output, get_extension().forward(*problem.inputs(), 64))
 
 
 def test_loader_imports_the_module_that_setup_py_builds():
-    from models.ops import build, extension
+    from rvos.models.ops import build, extension
 
-    assert extension.PREBUILT_MODULE == f"models.ops.{build.AOT_MODULE_NAME}"
+    assert extension.PREBUILT_MODULE == f"rvos.models.ops.{build.AOT_MODULE_NAME}"

@@ -9,12 +9,12 @@ import json
 import pytest
 import torch
 
-from datasets.predict.postprocess import ExpressionOutput
-from models import build_model
-from models.checkpoint import (CheckpointMismatchError, checkpoint_config, compare_state_dict, infer_model_name,
+from rvos.predict.postprocess import ExpressionOutput
+from rvos.models import build_model
+from rvos.models.checkpoint import (CheckpointMismatchError, checkpoint_config, compare_state_dict, infer_model_name,
                                load_model_checkpoint, read_checkpoint)
-from models.mti import MTI
-from util.misc import NestedTensor, nested_tensor_from_videos_list
+from rvos.models.mutr.mti import MTI
+from rvos.util.misc import NestedTensor, nested_tensor_from_videos_list
 
 from conftest import REFERENCE_DIR
 from fixture_models import fixture_args, max_abs_diff, zero_dropout

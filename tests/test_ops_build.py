@@ -1,7 +1,7 @@
 """Real compilation of the MultiScaleDeformableAttention extension (no GPU needed; skipped without a toolkit).
 
 Both build paths compile for ONE architecture (TORCH_CUDA_ARCH_LIST=9.0) into temporary directories:
-``setup.py build_ext`` (the ahead-of-time build) and ``python -m models.ops.build`` (the JIT build, then loaded
+``setup.py build_ext`` (the ahead-of-time build) and ``python -m rvos.models.ops.build`` (the JIT build, then loaded
 through the real loader with RVOS_MSDA_JIT=1).  The built modules are imported in fresh processes; the compiled
 CPU loops, which share the bilinear code with the CUDA kernels, are checked against the reference cases.
 """
@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from models.ops import build as msda_build
+from rvos.models.ops import build as msda_build
 
 from conftest import REFERENCE_DIR, REPO_ROOT
 
@@ -97,7 +97,7 @@ def aot_build(tmp_path_factory):
     _, seconds = _run([sys.executable, "setup.py", "build_ext", "--build-lib", str(root / "lib"),
                        "--build-temp", str(root / "temp")], env=_build_env())
     logger.info("setup.py build_ext (one arch) took %.1f s", seconds)
-    built = sorted((root / "lib" / "models" / "ops").glob(f"{msda_build.AOT_MODULE_NAME}.*"))
+    built = sorted((root / "lib" / "rvos" / "models" / "ops").glob(f"{msda_build.AOT_MODULE_NAME}.*"))
     return root, built, seconds
 
 
@@ -150,16 +150,17 @@ def test_compiled_op_rejects_bad_inputs_with_clear_errors(aot_probe):
 
 
 def test_jit_build_is_found_by_the_loader(tmp_path):
-    """``python -m models.ops.build`` compiles into a cache dir; RVOS_MSDA_JIT=1 makes the loader use it. An
-    in-place build would take precedence, so this runs on a copy of the ``models`` package without it."""
+    """``python -m rvos.models.ops.build`` compiles into a cache dir; RVOS_MSDA_JIT=1 makes the loader use it. An
+    in-place build would take precedence, so this runs on a copy of ``rvos`` and ``models`` without it."""
     repo = tmp_path / "repo"
-    shutil.copytree(REPO_ROOT / "models", repo / "models",
-                    ignore=shutil.ignore_patterns(f"{msda_build.AOT_MODULE_NAME}.*", "__pycache__"))
+    for package in ("rvos", "models"):
+        shutil.copytree(REPO_ROOT / package, repo / package,
+                        ignore=shutil.ignore_patterns(f"{msda_build.AOT_MODULE_NAME}.*", "__pycache__"))
     build_dir = tmp_path / "jit"
-    _, seconds = _run([sys.executable, "-m", "models.ops.build", "--build-dir", str(build_dir)], env=_build_env(),
+    _, seconds = _run([sys.executable, "-m", "rvos.models.ops.build", "--build-dir", str(build_dir)], env=_build_env(),
                       cwd=repo)
     logger.info("JIT build (one arch) took %.1f s", seconds)
-    loader = ("import json\nfrom models.ops.extension import get_extension, extension_unavailable_reason\n"
+    loader = ("import json\nfrom rvos.models.ops.extension import get_extension, extension_unavailable_reason\n"
               "module = get_extension()\n"
               "print(json.dumps({'file': module and module.__file__, 'info': module and dict(module.build_info()),"
               " 'reason': extension_unavailable_reason()}))\n")

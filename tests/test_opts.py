@@ -1,7 +1,7 @@
 """The parser: original option names and defaults, YAML configs, overrides and their errors."""
 import pytest
 
-import opts
+from rvos import opts
 
 
 def test_original_defaults():

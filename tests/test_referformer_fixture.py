@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from util.misc import nested_tensor_from_videos_list
+from rvos.util.misc import nested_tensor_from_videos_list
 
 from conftest import REFERENCE_DIR
 from fixture_models import build_fixture_model, max_abs_diff, run_single_video

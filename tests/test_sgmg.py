@@ -8,12 +8,12 @@ import pytest
 import torch
 from transformers import RobertaModel
 
-import opts
-from models import build_model, load_text_encoder_weights
-from models.checkpoint import (CheckpointMismatchError, checkpoint_config, infer_model_name, load_model_checkpoint,
+from rvos import opts
+from rvos.models import build_model, load_text_encoder_weights
+from rvos.models.checkpoint import (CheckpointMismatchError, checkpoint_config, infer_model_name, load_model_checkpoint,
                                read_checkpoint)
-from models.sgmg import SgMg
-from util.misc import nested_tensor_from_videos_list
+from rvos.models.sgmg.model import SgMg
+from rvos.util.misc import nested_tensor_from_videos_list
 
 from conftest import REFERENCE_DIR, assert_matches_stats, is_stats_only
 from fixture_models import build_fixture_model, fixture_args, max_abs_diff, run_single_video
@@ -204,7 +204,7 @@ def test_sgmg_checkpoint_is_refused_by_referformer(tmp_path):
 
 
 def test_variant_is_named_from_keys_without_a_config(tmp_path):
-    from models.checkpoint import load_state_dict_strict
+    from rvos.models.checkpoint import load_state_dict_strict
     model, args = _model_for(FIXTURE, tmp_path, ["--model", "referformer"])
     state = read_checkpoint(FIXTURE / "checkpoint.pth")["model"]
     with pytest.raises(CheckpointMismatchError, match="another model variant: sgmg"):

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from datasets.predict.mevis import MeViSBenchmark
-from datasets.predict.submission import binary_mask_entries, check_submission, write_zip
-from datasets.predict.ytvos import YTVOSBenchmark
-from datasets.synthetic import HELD_OUT_DIR, make_dataset
-from tools.check_submission import main as check_main
+from rvos.predict.benchmarks.mevis import MeViSBenchmark
+from rvos.predict.submission import binary_mask_entries, check_submission, write_zip
+from rvos.predict.benchmarks.ytvos import YTVOSBenchmark
+from rvos.datasets.synthetic import HELD_OUT_DIR, make_dataset
+from rvos.tools.check_submission import main as check_main
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from datasets.synthetic import DATASET_NAMES, make_dataset
+from rvos.datasets.synthetic import DATASET_NAMES, make_dataset
 
 # Fewer frames for the mp4/PNG-heavy datasets keeps this test fast; the code paths are the same.
 SMALLER = {"a2d": {"num_frames": 8}, "jhmdb": {"num_frames": 6}}

@@ -15,10 +15,10 @@ import scipy.io
 from PIL import Image
 from pycocotools import mask as mask_utils
 
-from datasets.synthetic import HELD_OUT_DIR, SIDECAR_NAME, make_dataset
-from datasets.categories import DAVIS_CATEGORIES, YTVOS_CATEGORIES
-from datasets.synthetic.world import COLOURS
-from tools.make_synthetic_data import main as make_synthetic_data
+from rvos.datasets.synthetic import HELD_OUT_DIR, SIDECAR_NAME, make_dataset
+from rvos.datasets.categories import DAVIS_CATEGORIES, YTVOS_CATEGORIES
+from rvos.datasets.synthetic.world import COLOURS
+from rvos.tools.make_synthetic_data import main as make_synthetic_data
 
 REPO = Path(__file__).resolve().parents[1]
 KINDS = {"appearance", "motion", "position", "multi"}

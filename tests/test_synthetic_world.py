@@ -2,11 +2,11 @@
 import numpy as np
 import pytest
 
-from datasets.synthetic.common import make_video
-from datasets.synthetic.language import Describer
-from datasets.synthetic.naming import video_rng
-from datasets.synthetic.scenes import RECIPES
-from datasets.synthetic.world import COLOURS
+from rvos.datasets.synthetic.common import make_video
+from rvos.datasets.synthetic.language import Describer
+from rvos.datasets.synthetic.naming import video_rng
+from rvos.datasets.synthetic.scenes import RECIPES
+from rvos.datasets.synthetic.world import COLOURS
 
 SIZE = (96, 160)
 

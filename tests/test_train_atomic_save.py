@@ -5,14 +5,14 @@ import sys
 
 import torch
 
-from models.checkpoint import read_checkpoint
+from rvos.models.checkpoint import read_checkpoint
 from train_support import REPO_ROOT, subprocess_env
 
 # Saves version 0 normally, then starts saving version 1 with a torch.save that writes half of the bytes, flushes
 # them to the file and waits: the parent kills the process at that moment.
 WRITER = r"""
 import io, sys, time, torch
-from models.checkpoint import atomic_save
+from rvos.models.checkpoint import atomic_save
 
 path = sys.argv[1]
 weights = torch.arange(1_000_000, dtype=torch.float32)

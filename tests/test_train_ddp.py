@@ -7,8 +7,8 @@ import sys
 import pytest
 import torch
 
-from models.checkpoint import read_checkpoint
-from opts import parse_args
+from rvos.models.checkpoint import read_checkpoint
+from rvos.opts import parse_args
 from train_support import REPO_ROOT, run_checked, tiny_args, tiny_world
 
 

@@ -6,14 +6,14 @@ import pytest
 import torch
 from torch import nn
 
-from datasets.collate import collate_fn
-from datasets.registry import build_dataset
-from engine import TrainOptions, train_one_epoch
-from models import build_model
-from opts import parse_args
+from rvos.datasets.collate import collate_fn
+from rvos.datasets.registry import build_dataset
+from rvos.engine import TrainOptions, train_one_epoch
+from rvos.models import build_model
+from rvos.opts import parse_args
 from train_support import tiny_args, tiny_world
-from util.rng import SeededDataset
-from util.train_state import scaler_for
+from rvos.util.rng import SeededDataset
+from rvos.util.train_state import scaler_for
 
 CPU = torch.device("cpu")
 

@@ -8,13 +8,13 @@ import pytest
 import torch
 from pycocotools import mask as mask_utils
 
-from engine import evaluate
-from models import build_model
-from models.postprocess import build_postprocessors
-from opts import parse_args
+from rvos.engine import evaluate
+from rvos.models import build_model
+from rvos.models.postprocess import build_postprocessors
+from rvos.opts import parse_args
 from train_support import tiny_args, tiny_world
-from util.misc import nested_tensor_from_videos_list
-from util.referring_eval import PredictionMaker, score_predictions
+from rvos.util.misc import nested_tensor_from_videos_list
+from rvos.evaluation.referring import PredictionMaker, score_predictions
 
 ORIG_H, ORIG_W = 48, 60
 GT_BOX = (10, 8, 40, 30)  # x0, y0, x1, y1 of the ground-truth rectangle

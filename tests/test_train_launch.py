@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 import torch
 
-from main import resolve_resume
-from opts import parse_args
+from rvos.main import resolve_resume
+from rvos.opts import parse_args
 from train_support import REPO_ROOT, subprocess_env
-from util.dist import detect_launch, first_slurm_host
-from util.rng import SeededDataset, SeededSampler, capture_rng_state, restore_rng_state, sample_seed
+from rvos.util.dist import detect_launch, first_slurm_host
+from rvos.util.rng import SeededDataset, SeededSampler, capture_rng_state, restore_rng_state, sample_seed
 
 LAUNCH_ENV = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "SLURM_PROCID", "SLURM_NTASKS", "SLURM_LOCALID",
               "SLURM_JOB_NODELIST", "SLURM_NODELIST", "SLURM_JOB_ID", "MASTER_ADDR", "MASTER_PORT")
@@ -58,7 +58,7 @@ def test_detect_torchrun_slurm_and_single(clean_env):
 
 GROUP_MEMBER = r"""
 import argparse, torch, torch.distributed as dist
-from util.dist import init_distributed_mode, reduce_dict
+from rvos.util.dist import init_distributed_mode, reduce_dict
 args = argparse.Namespace(device="cpu", local_rank=None)
 ctx = init_distributed_mode(args)
 total = reduce_dict({"x": torch.tensor(float(ctx.rank + 1))}, average=False)["x"]

@@ -7,13 +7,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from models import build_model
-from models.checkpoint import read_checkpoint
-from opts import parse_args
+from rvos.models import build_model
+from rvos.models.checkpoint import read_checkpoint
+from rvos.opts import parse_args
 from train_support import REPO_ROOT, tiny_args, tiny_world
-from util.misc import nested_tensor_from_videos_list
-from util.optim import GROUP_NAMES, build_optimizer, build_param_groups, check_global_batch
-from util.train_state import Position, checkpoint_milestone_epochs, restore_training_state
+from rvos.util.misc import nested_tensor_from_videos_list
+from rvos.util.optim import GROUP_NAMES, build_optimizer, build_param_groups, check_global_batch
+from rvos.util.train_state import Position, checkpoint_milestone_epochs, restore_training_state
 
 
 @pytest.fixture(scope="module")

@@ -8,8 +8,8 @@ import time
 import pytest
 import torch
 
-from models.checkpoint import read_checkpoint
-from opts import get_args_parser
+from rvos.models.checkpoint import read_checkpoint
+from rvos.opts import get_args_parser
 from train_support import REPO_ROOT, run_checked, subprocess_env, tiny_args, tiny_world
 
 # Until opts.py has --save_every_iters, the attribute is set on the parsed options (main.py reads it with getattr).

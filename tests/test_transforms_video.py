@@ -6,9 +6,9 @@ import pytest
 import torch
 from PIL import Image
 
-from datasets.base import make_target
-from datasets.transforms_image import make_image_transforms
-from datasets.transforms_video import (IMAGENET_MEAN, IMAGENET_STD, Check, PhotometricDistort, RandomHorizontalFlip,
+from rvos.datasets.base import make_target
+from rvos.datasets.transforms_image import make_image_transforms
+from rvos.datasets.transforms_video import (IMAGENET_MEAN, IMAGENET_STD, Check, PhotometricDistort, RandomHorizontalFlip,
                                        RandomSizeCrop, ToNormalizedTensor, crop, make_video_transforms, resize,
                                        resized_hw, swap_left_right, _wrap_to_uint8)
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from datasets.synthetic import make_dataset
+from rvos.datasets.synthetic import make_dataset
 from train_support import REPO_ROOT, run_checked
 
 # SgMg's spectral fusion needs >= 3x3 maps at stride 64, hence 192-pixel frames for every variant here.

@@ -14,7 +14,7 @@ _WORLD: Dict[str, Path] = {}
 def tiny_world(tmp_path_factory) -> Dict[str, Path]:
     """{'ytvos': dataset root, 'text_encoder': folder}, written on first use (3 train videos of 6 frames)."""
     if not _WORLD:
-        from datasets.synthetic import make_dataset
+        from rvos.datasets.synthetic import make_dataset
 
         base = tmp_path_factory.mktemp("train_world")
         _WORLD["ytvos"] = make_dataset("ytvos", base / "ytvos", seed=0, num_videos=3, num_valid_videos=2,

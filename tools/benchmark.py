@@ -2,7 +2,7 @@
 
 A synthetic video of ``--frames`` JPEG frames of ``--orig_height`` x ``--orig_width`` (default twice the
 model input, like a 1280x720 Ref-YouTube-VOS frame resized to 640x360) is segmented for ``--expressions``
-expressions, by the real inference code (``datasets.predict``):
+expressions, by the real inference code (``predict``):
 
 - per-expression (the original scripts): for every expression, decode and resize the frames, run the
   whole model (``model(samples, [caption], [target])``), choose the query, upsample the masks to the frame
@@ -50,12 +50,12 @@ from PIL import Image
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import opts  # noqa: E402
-from datasets.predict.base import Benchmark, Expression, VideoJob, WindowPlan  # noqa: E402
-from datasets.predict.engine import InferenceEngine  # noqa: E402
-from datasets.predict.loading import load_video  # noqa: E402
-from datasets.predict.ytvos import whole_video_plan  # noqa: E402
-from models import build_model  # noqa: E402
+from rvos import opts  # noqa: E402
+from rvos.predict.base import Benchmark, Expression, VideoJob, WindowPlan  # noqa: E402
+from rvos.predict.engine import InferenceEngine  # noqa: E402
+from rvos.predict.loading import load_video  # noqa: E402
+from rvos.predict.benchmarks.ytvos import whole_video_plan  # noqa: E402
+from rvos.models import build_model  # noqa: E402
 
 logger = logging.getLogger("benchmark")
 
@@ -247,8 +247,8 @@ def count_flops(model, video, job, device) -> Dict[str, float]:
     """GFLOPs of the backbone on the video and of text encoding + decoding of one expression."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    from datasets.predict.engine import normalize_frames
-    from util.misc import nested_tensor_from_videos_list
+    from rvos.predict.engine import normalize_frames
+    from rvos.util.misc import nested_tensor_from_videos_list
 
     clip = normalize_frames(video.clip(range(video.num_frames)).to(device))
     samples = nested_tensor_from_videos_list([clip])

@@ -1,4 +1,4 @@
-"""J&F evaluation speed: util.metrics (vectorised) against the literal per-frame transcription of the official code.
+"""J&F evaluation speed: evaluation.metrics (vectorised) against the literal per-frame transcription of the official code.
 
 Both run in this one process on the same synthetic frames: smooth random blobs covering about 15% of the image,
 and as prediction the blob dilated by 2 px and shifted by (4, -3) px (the setting of the official timings in
@@ -23,7 +23,7 @@ import numpy as np
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from util.metrics import (boundary_map, boundary_radius, disk_kernel, reference_boundary_f_measure,  # noqa: E402
+from rvos.evaluation.metrics import (boundary_map, boundary_radius, disk_kernel, reference_boundary_f_measure,  # noqa: E402
                           reference_region_similarity, region_and_boundary)
 
 

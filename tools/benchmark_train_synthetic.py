@@ -5,8 +5,8 @@
 2. trains ``--config`` (default: the tiny model) with ``main.py``'s trainer for ``--minutes`` of wall clock
    (constant learning rate; it stops at the first optimiser step after the budget, with a checkpoint);
 3. predicts the ``valid`` split with ``inference.py`` (the frames resized as in training);
-4. scores every expression with J&F (``util.metrics``, the davis2017 J and F used by
-   ``datasets.evaluation.davis``: per expression the mean over its frames, J&F = (J + F) / 2), grouped by the
+4. scores every expression with J&F (``evaluation.metrics``, the davis2017 J and F used by
+   ``evaluation.davis``: per expression the mean over its frames, J&F = (J + F) / 2), grouped by the
    expression kinds the generator records in ``synthetic_meta.json`` (``appearance``, ``motion``, ``position``;
    and ``needs_motion``), for the trained model and two baselines: an empty and a full-frame mask.
 
@@ -35,13 +35,13 @@ from PIL import Image
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import main as trainer  # noqa: E402
-import opts  # noqa: E402
-from datasets.evaluation.report import format_table, save_json  # noqa: E402
-from datasets.synthetic import HELD_OUT_DIR, SIDECAR_NAME, make_dataset  # noqa: E402
-from models.checkpoint import read_checkpoint  # noqa: E402
-from util.logger import setup_logging  # noqa: E402
-from util.metrics import region_and_boundary  # noqa: E402
+import rvos.main as trainer  # noqa: E402
+from rvos import opts  # noqa: E402
+from rvos.evaluation.report import format_table, save_json  # noqa: E402
+from rvos.datasets.synthetic import HELD_OUT_DIR, SIDECAR_NAME, make_dataset  # noqa: E402
+from rvos.models.checkpoint import read_checkpoint  # noqa: E402
+from rvos.util.logger import setup_logging  # noqa: E402
+from rvos.evaluation.metrics import region_and_boundary  # noqa: E402
 
 logger = logging.getLogger("benchmark_train_synthetic")
 

@@ -18,7 +18,7 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from datasets.checks import CHECKERS, inspect_dataset  # noqa: E402
+from rvos.datasets.checks import CHECKERS, inspect_dataset  # noqa: E402
 
 PATH_OPTIONS = {  # dataset_file -> (path option, default, as in ReferFormer's opts.py)
     "ytvos": ("ytvos_path", "data/ref-youtube-vos"),

@@ -17,8 +17,8 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from datasets.predict import BENCHMARKS  # noqa: E402
-from datasets.predict.submission import check_submission, summarize_problems  # noqa: E402
+from rvos.predict import BENCHMARKS  # noqa: E402
+from rvos.predict.submission import check_submission, summarize_problems  # noqa: E402
 
 logger = logging.getLogger("check_submission")
 

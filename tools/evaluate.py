@@ -23,12 +23,12 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from datasets.evaluation import (evaluate_davis, evaluate_mevis, evaluate_refdavis,  # noqa: E402
+from rvos.evaluation import (evaluate_davis, evaluate_mevis, evaluate_refdavis,  # noqa: E402
                                  evaluate_referring_segmentation, save_json, write_davis_csvs)
-from datasets.evaluation.a2d import GT_FILE_NAMES  # noqa: E402
-from datasets.evaluation.davis import TASKS  # noqa: E402
-from datasets.evaluation.ytvos import evaluate_expression_folders  # noqa: E402
-from util.metrics import DEFAULT_BOUND_TH  # noqa: E402
+from rvos.evaluation.a2d import GT_FILE_NAMES  # noqa: E402
+from rvos.evaluation.davis import TASKS  # noqa: E402
+from rvos.evaluation.ytvos import evaluate_expression_folders  # noqa: E402
+from rvos.evaluation.metrics import DEFAULT_BOUND_TH  # noqa: E402
 
 PROTOCOLS = ("davis", "refdavis", "mevis", "a2d", "jhmdb", "ytvos")
 REQUIRED = {

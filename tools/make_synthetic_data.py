@@ -18,7 +18,7 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from datasets.synthetic import DATASET_NAMES, make_dataset  # noqa: E402
+from rvos.datasets.synthetic import DATASET_NAMES, make_dataset  # noqa: E402
 
 SIZE_OPTIONS = ("num_videos", "num_train_videos", "num_valid_videos", "num_test_videos", "num_valid_u_videos",
                 "num_images", "num_frames", "min_frames", "height", "width")

@@ -52,17 +52,9 @@ def versions() -> Dict[str, str]:
     return dict(_installed_versions())
 
 
-def _msda_status() -> Dict[str, object]:
-    # Imported here: util is below models in the layering, and only this report needs the op.
-    from models.ops import extension_unavailable_reason, get_msda_impl, is_extension_available
-
-    available = is_extension_available()
-    return {"compiled_extension": available, "impl_option": get_msda_impl(),
-            "reason": None if available else extension_unavailable_reason()}
-
-
-def collect_env() -> Dict[str, object]:
-    """A JSON-serialisable description of the software and hardware this process runs on."""
+def collect_env(msdeformattn: Dict[str, object]) -> Dict[str, object]:
+    """A JSON-serialisable description of the software and hardware this process runs on; ``msdeformattn`` is
+    the op's status (``rvos.models.ops.msda_status()``: the caller passes it, util stays below models)."""
     cuda = torch.cuda.is_available()
     env = {
         "versions": versions(),
@@ -75,7 +67,7 @@ def collect_env() -> Dict[str, object]:
         "cuda_arch_list": torch.cuda.get_arch_list() if cuda else [],
         "gpus": [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())] if cuda else [],
         "cpu_threads": torch.get_num_threads(),
-        "msdeformattn": _msda_status(),
+        "msdeformattn": msdeformattn,
     }
     return env
 

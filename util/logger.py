@@ -18,7 +18,7 @@ import torch
 import torch.distributed as dist
 from tqdm import tqdm
 
-from util.dist import is_dist_avail_and_initialized
+from rvos.util.dist import is_dist_avail_and_initialized
 
 HUMAN_LOG_NAME = "train.log"
 JSON_LOG_NAME = "log.txt"

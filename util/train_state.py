@@ -28,7 +28,7 @@ from typing import Any, Dict, List, Optional
 
 import torch
 
-from util.env_info import git_sha, versions
+from rvos.util.env_info import git_sha, versions
 
 logger = logging.getLogger(__name__)
 

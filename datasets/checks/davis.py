@@ -5,7 +5,7 @@ import re
 from pathlib import Path
 from typing import Sequence
 
-from datasets.categories import davis_category_dict
+from rvos.datasets.categories import davis_category_dict
 
 from .expressions import count_videos
 from .files import load_json, parallel, read_text, require_dir

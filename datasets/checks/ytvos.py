@@ -4,7 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Collection, Optional, Sequence
 
-from datasets.categories import ytvos_category_dict
+from rvos.datasets.categories import ytvos_category_dict
 
 from .expressions import check_video_entries, count_videos
 from .files import check_image, load_json, parallel, require_dir

@@ -8,7 +8,7 @@ from typing import List, Sequence, Tuple
 import torch
 from torch import nn
 
-from util.misc import NestedTensor, interpolate_mask
+from rvos.util.misc import NestedTensor, interpolate_mask
 
 from .position_encoding import PositionEmbeddingSine2D
 

@@ -10,7 +10,7 @@ import math
 import torch
 from torch import nn
 
-from util.misc import NestedTensor
+from rvos.util.misc import NestedTensor
 
 NORMALISE_EPS = 1e-6
 

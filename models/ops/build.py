@@ -4,13 +4,13 @@ Two ways to build:
 
 * ahead of time: ``pip install -e . --no-build-isolation`` or ``python setup.py build_ext --inplace`` (setup.py
   loads this file by path) places ``models/ops/_msda*.so`` beside this file;
-* just in time: ``python -m models.ops.build`` (or ``RVOS_MSDA_JIT=1`` at run time) compiles the same sources
+* just in time: ``python -m rvos.models.ops.build`` (or ``RVOS_MSDA_JIT=1`` at run time) compiles the same sources
   with ``torch.utils.cpp_extension.load`` + ninja into a cache directory keyed by torch / CUDA version and
   architecture list, so a stale build for another torch is never picked up.
 
 The CUDA architectures come from ``TORCH_CUDA_ARCH_LIST`` (e.g. ``"9.0"``; one architecture keeps the compile
 short), else from the visible GPUs, else a default list for the CUDA version.  The list is recorded in the
-compiled module (``build_info()['cuda_arch_list']``) so ``python -m models.ops.check`` can report it.
+compiled module (``build_info()['cuda_arch_list']``) so ``python -m rvos.models.ops.check`` can report it.
 
 This module imports nothing from the package so setup.py can load it before the package is importable, and it
 imports ``torch.utils.cpp_extension`` only after ``CUDA_HOME`` is settled (that module reads it at import).
@@ -28,7 +28,7 @@ logger = logging.getLogger(__name__)
 
 OPS_DIR = Path(__file__).resolve().parent
 SOURCE_DIR = OPS_DIR / "src"
-AOT_MODULE_NAME = "_msda"  # imported as models.ops._msda
+AOT_MODULE_NAME = "_msda"  # imported as rvos.models.ops._msda
 JIT_MODULE_NAME = "rvos_msda_jit"
 BUILD_INFO_HEADER = "msda_build_info.h"
 CUDA_HOME_ENV_VARS = ("CUDA_HOME", "CUDA_PATH")

@@ -1,4 +1,4 @@
-"""``python -m models.ops.check``: report the MultiScaleDeformableAttention build and run numeric self-tests.
+"""``python -m rvos.models.ops.check``: report the MultiScaleDeformableAttention build and run numeric self-tests.
 
 Reports whether the extension is built and how (CUDA architectures, torch / CUDA versions it was built with),
 the current device and its compute capability, and whether the build has a kernel image for it.  Self-tests:

@@ -22,7 +22,7 @@ from .core import check_ms_deform_attn_inputs, ms_deform_attn_core_pytorch
 from .extension import extension_unavailable_reason, is_extension_available
 from .functions import MSDeformAttnFunction
 
-__all__ = ["MSDA_IMPLS", "set_msda_impl", "get_msda_impl", "ms_deform_attn"]
+__all__ = ["MSDA_IMPLS", "set_msda_impl", "get_msda_impl", "msda_status", "ms_deform_attn"]
 
 MSDA_IMPLS = ("auto", "cuda", "pytorch")
 REDUCED_PRECISION = (torch.float16, torch.bfloat16)
@@ -41,6 +41,13 @@ def set_msda_impl(impl: str) -> None:
 
 def get_msda_impl() -> str:
     return _impl
+
+
+def msda_status() -> dict:
+    """The op's build and setting, for run provenance: ``compiled_extension``, ``impl_option``, ``reason``."""
+    available = is_extension_available()
+    return {"compiled_extension": available, "impl_option": _impl,
+            "reason": None if available else extension_unavailable_reason()}
 
 
 def warn_cuda_fallback_once(reason: str) -> None:

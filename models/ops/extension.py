@@ -1,7 +1,7 @@
 """Lazy loading of the compiled MultiScaleDeformableAttention extension.
 
 Order: the ahead-of-time build ``models/ops/_msda*.so`` (``pip install -e . --no-build-isolation`` or
-``python setup.py build_ext --inplace``); else, when ``RVOS_MSDA_JIT=1``, the JIT build of ``models.ops.build``
+``python setup.py build_ext --inplace``); else, when ``RVOS_MSDA_JIT=1``, the JIT build of ``rvos.models.ops.build``
 (compiled on first use).  Nothing is imported until a caller asks, so importing ``models.ops`` never needs a
 compiler, a GPU or a build.
 """
@@ -13,8 +13,8 @@ PREBUILT_MODULE = f"{__package__}._msda"  # build.AOT_MODULE_NAME (build.py is i
 JIT_ENV_VAR = "RVOS_MSDA_JIT"
 BUILD_HINT = (
     "Build it with `pip install -e . --no-build-isolation` (or `python setup.py build_ext --inplace`), or "
-    "JIT-compile it with `python -m models.ops.build` / RVOS_MSDA_JIT=1; set TORCH_CUDA_ARCH_LIST (e.g. 9.0) "
-    "and CUDA_HOME when needed.  `python -m models.ops.check` reports the result."
+    "JIT-compile it with `python -m rvos.models.ops.build` / RVOS_MSDA_JIT=1; set TORCH_CUDA_ARCH_LIST (e.g. 9.0) "
+    "and CUDA_HOME when needed.  `python -m rvos.models.ops.check` reports the result."
 )
 
 _module = None

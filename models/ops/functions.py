@@ -3,7 +3,7 @@
 AMP: under CUDA autocast the floating inputs (fp16 / bf16 / fp32, not fp64) are cast to float32 before the
 kernels run (``torch.amp.custom_fwd(cast_inputs=torch.float32)``) and the output is float32, like the other
 ops autocast keeps in float32 (softmax, losses); backward runs in the same autocast state (``custom_bwd``).
-Outside autocast the kernels accept float32 and float64 only; ``models.ops.ms_deform_attn`` upcasts reduced
+Outside autocast the kernels accept float32 and float64 only; ``rvos.models.ops.ms_deform_attn`` upcasts reduced
 precision inputs for them.
 """
 import torch

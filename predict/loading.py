@@ -1,0 +1,106 @@
+"""Frame loading for inference: decode a video's frames once, resize them as the original inference
+transform (``T.Resize(short_side)``: PIL bilinear, long side ``int(short * long / short_orig)``,
+optionally capped), keep them as uint8, and do it for the next video while the current one computes.
+"""
+from collections import deque
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
+from typing import Callable, Iterable, Iterator, Optional, Tuple
+
+import numpy as np
+import torch
+from PIL import Image
+
+from rvos.predict.base import Benchmark, VideoJob
+from rvos.predict.engine import LoadedVideo
+from rvos.datasets.transforms_video import resized_hw
+from rvos.util.video_io import FrameReadError, iter_video_frames, read_image_rgb, read_video_frames
+
+
+def resize_frame(image: Image.Image, short_side: int, max_size: Optional[int]) -> Image.Image:
+    """PIL bilinear resize to ``short_side`` (long side capped at ``max_size`` when given); unchanged when the
+    size already matches (as torchvision)."""
+    height, width = resized_hw(image.height, image.width, short_side, max_size)
+    if (height, width) == (image.height, image.width):
+        return image
+    return image.resize((width, height), Image.BILINEAR)
+
+
+def _prepare(image: Image.Image, short_side: int, max_size: Optional[int]) -> Tuple[Tuple[int, int], torch.Tensor]:
+    """(original (H, W), resized uint8 [3, h, w]) of one frame."""
+    resized = resize_frame(image, short_side, max_size)
+    return (image.height, image.width), torch.from_numpy(np.asarray(resized).copy()).permute(2, 0, 1)
+
+
+def load_video(job: VideoJob, benchmark: Benchmark, short_side: int, max_size: Optional[int],
+               pool: Executor) -> LoadedVideo:
+    """Decode the frames of ``job`` that its window plan uses, resized, as a ``LoadedVideo``.
+
+    Image folders: only the frames the windows use are read, in parallel on ``pool``. Video files whose
+    frame count is known (``job.frame_names``): decoded as a stream, keeping only the resized frames the
+    windows use; otherwise (A2D, where the windows depend on the length) decoded whole first. Raises
+    FrameReadError naming the file (and frame) when a frame is missing, corrupt, or of another size than
+    the video's first frame.
+    """
+    def where(position: int) -> str:
+        if job.video_file is not None:
+            return f"{job.video_file} (frame {position})"
+        return str(job.frame_files[position])
+
+    def planned(count: int):
+        plan = benchmark.plan(job, count)
+        return plan, sorted({p for window in plan.windows for p in window.positions})
+
+    if job.video_file is None:
+        count = len(job.frame_files)
+        plan, positions = planned(count)
+        prepared = list(pool.map(lambda p: _prepare(read_image_rgb(job.frame_files[p]), short_side, max_size),
+                                 positions))
+    elif job.frame_names is not None:
+        count = len(job.frame_names)
+        plan, positions = planned(count)
+        wanted, futures, decoded = set(positions), {}, 0
+        for index, frame in enumerate(iter_video_frames(job.video_file)):
+            decoded = index + 1
+            if index in wanted:
+                futures[index] = pool.submit(_prepare, Image.fromarray(frame), short_side, max_size)
+        if decoded != count:
+            raise FrameReadError(f"{job.video_file}: {decoded} frames decoded but {count} expected")
+        prepared = [futures[p].result() for p in positions]
+    else:
+        decoded_frames = read_video_frames(job.video_file)
+        count = len(decoded_frames)
+        plan, positions = planned(count)
+        prepared = list(pool.map(lambda p: _prepare(Image.fromarray(decoded_frames[p]), short_side, max_size),
+                                 positions))
+    orig_size = prepared[0][0]
+    for position, (size, _) in zip(positions, prepared):
+        if size != orig_size:
+            raise FrameReadError(f"{where(position)}: frame is {size[1]}x{size[0]} (WxH) but the video's first frame "
+                                 f"{where(positions[0])} is {orig_size[1]}x{orig_size[0]}")
+    frames = torch.stack([frame for _, frame in prepared])
+    return LoadedVideo(frames, {p: i for i, p in enumerate(positions)}, orig_size, job.names_for(count), plan)
+
+
+class Prefetcher:
+    """Iterate ``(job, future of its LoadedVideo)`` while the next ``depth`` videos load in a background thread."""
+
+    def __init__(self, jobs: Iterable[VideoJob], load: Callable[[VideoJob], LoadedVideo], depth: int = 1):
+        self.jobs = list(jobs)
+        self.load = load
+        self.depth = depth
+        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="prefetch")
+
+    def __iter__(self) -> Iterator[Tuple[VideoJob, Future]]:
+        queue: deque = deque()
+        upcoming = iter(self.jobs)
+        try:
+            for job in upcoming:
+                queue.append((job, self.executor.submit(self.load, job)))
+                if len(queue) > self.depth:
+                    yield queue.popleft()
+            while queue:
+                yield queue.popleft()
+        finally:
+            for _, future in queue:
+                future.cancel()
+            self.executor.shutdown(wait=True)
