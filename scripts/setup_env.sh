@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Create (or reuse) the virtual environment .venv with pinned torch and the project requirements,
-# and build the MultiScaleDeformableAttention CUDA extension when a CUDA toolkit is present.
+# Create (or reuse) the virtual environment .venv with pinned torch, the project requirements and the optional
+# extras (requirements-extras.txt; RVOS_SKIP_EXTRAS=1 skips them), and build the MultiScaleDeformableAttention
+# CUDA extension when a CUDA toolkit is present.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 TORCH_VERSION="${TORCH_VERSION:-2.14.1}"
@@ -10,11 +11,14 @@ if [ ! -x .venv/bin/python ]; then
     "$PYTHON" -m venv .venv
 fi
 . .venv/bin/activate
-stamp=".venv/.rvos-setup-$(sha1sum requirements.txt | cut -c1-12)-torch${TORCH_VERSION}"
+stamp=".venv/.rvos-setup-$(cat requirements.txt requirements-extras.txt | sha1sum | cut -c1-12)-torch${TORCH_VERSION}"
 if [ ! -f "$stamp" ]; then
     python -m pip install -q --upgrade pip
     python -m pip install -q "torch==${TORCH_VERSION}" "torchvision==${TORCHVISION_VERSION}"
     python -m pip install -q -r requirements.txt
+    if [ "${RVOS_SKIP_EXTRAS:-0}" != "1" ]; then
+        python -m pip install -q -r requirements-extras.txt "torch==${TORCH_VERSION}" "torchvision==${TORCHVISION_VERSION}"
+    fi
     touch "$stamp"
 fi
 if [ -z "${CUDA_HOME:-}" ] && [ -x /usr/local/cuda/bin/nvcc ]; then
