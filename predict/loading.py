@@ -50,7 +50,7 @@ def load_video(job: VideoJob, benchmark: Benchmark, short_side: int, max_size: O
         plan = benchmark.plan(job, count)
         return plan, sorted({p for window in plan.windows for p in window.positions})
 
-    if job.video_file is None:
+    if job.frame_files is not None:
         count = len(job.frame_files)
         plan, positions = planned(count)
         prepared = list(pool.map(lambda p: _prepare(read_image_rgb(job.frame_files[p]), short_side, max_size),
