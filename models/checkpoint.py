@@ -151,17 +151,24 @@ def normalise_state_dict(state: Dict[str, torch.Tensor]) -> Dict[str, torch.Tens
     return out
 
 
+def compare_shapes(own: Dict[str, tuple], theirs: Dict[str, tuple], allowed_missing: Iterable[str] = ()
+                   ) -> Tuple[List[str], List[str], List[Tuple[str, tuple, tuple]]]:
+    """(missing, unexpected, wrongly shaped) names of ``theirs`` (a checkpoint's name -> shape) against ``own`` (the
+    model's), the last as (name, checkpoint shape, model shape). Names starting with an ``allowed_missing`` prefix
+    are not reported as missing."""
+    allowed = tuple(allowed_missing)
+    missing = [k for k in own if k not in theirs and not (allowed and k.startswith(allowed))]
+    unexpected = [k for k in theirs if k not in own]
+    shapes = [(k, tuple(theirs[k]), tuple(own[k])) for k in own if k in theirs and tuple(theirs[k]) != tuple(own[k])]
+    return missing, unexpected, shapes
+
+
 def compare_state_dict(model: nn.Module, state: Dict[str, torch.Tensor],
                        allowed_missing: Iterable[str] = ()) -> Tuple[List[str], List[str], List[Tuple[str, tuple, tuple]]]:
     """(missing, unexpected, wrongly shaped) keys of ``state`` against ``model``'s state dict.
     Keys starting with an ``allowed_missing`` prefix are not reported as missing."""
-    own = model.state_dict()
-    allowed = tuple(allowed_missing)
-    missing = [k for k in own if k not in state and not (allowed and k.startswith(allowed))]
-    unexpected = [k for k in state if k not in own]
-    shapes = [(k, tuple(state[k].shape), tuple(own[k].shape)) for k in own
-              if k in state and tuple(state[k].shape) != tuple(own[k].shape)]
-    return missing, unexpected, shapes
+    return compare_shapes({k: tuple(v.shape) for k, v in model.state_dict().items()},
+                          {k: tuple(v.shape) for k, v in state.items()}, allowed_missing)
 
 
 def mismatch_report(source: str, missing, unexpected, shapes, ckpt_config: Optional[dict] = None,

@@ -19,7 +19,6 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Set, Union
 
 import numpy as np
 import torch
-import yaml
 from PIL import Image
 
 from rvos import opts
@@ -28,36 +27,13 @@ from rvos.predict.benchmarks.video import VideoBenchmark, custom_expressions, vi
 from rvos.predict.engine import AMP_DTYPES, InferenceEngine
 from rvos.predict.loading import load_video
 from rvos.predict.model import build_inference_model, inference_resize
+from rvos.predict.options import options_to_argv
 from rvos.predict.prediction import MaskCollector, Prediction
 from rvos.util.video_io import DEFAULT_FPS, video_fps
 
 VideoInput = Union[str, Path, np.ndarray, torch.Tensor, Sequence[Image.Image], Sequence[np.ndarray]]
 # Name of a video given as frames in memory (its frames are 00000, 00001, ...).
 IN_MEMORY_NAME = "video"
-
-
-def options_to_argv(parser: argparse.ArgumentParser, options: Dict[str, Any]) -> List[str]:
-    """Keyword options (``backbone="swin_l_p4w7"``, ``with_box_refine=True``) as the command line that sets them,
-    so the parser checks and converts them as for ``inference.py``; an unknown name is a ValueError."""
-    actions = {action.dest: action for action in parser._actions if action.option_strings}
-    argv: List[str] = []
-    for key, value in options.items():
-        if key not in actions:
-            raise ValueError(f"unknown option {key!r} (options are the command line's: see python inference.py --help)")
-        action = actions[key]
-        flag = max(action.option_strings, key=len)
-        if isinstance(action, (argparse._StoreTrueAction, argparse._StoreFalseAction)):
-            if bool(value) == isinstance(action, argparse._StoreTrueAction):
-                argv.append(flag)
-        elif value is None:
-            continue
-        elif isinstance(value, (list, tuple)):
-            argv += [flag, *(str(v) for v in value)]
-        elif isinstance(value, dict):
-            argv += [flag, yaml.safe_dump(value, default_flow_style=True).strip()]
-        else:
-            argv += [flag, str(value)]
-    return argv
 
 
 def frames_in_memory(video) -> Optional[Sequence[np.ndarray]]:
