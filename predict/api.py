@@ -13,15 +13,18 @@ runs once per window for all expressions), thresholded as the PNG writer does. I
 pixel for pixel.
 """
 import argparse
+import logging
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence, Set, Union
+from typing import Any, Callable, Dict, Optional, Sequence, Set, Union
 
 import numpy as np
 import torch
 from PIL import Image
 
 from rvos import opts
+from rvos.models.checkpoint import checkpoint_layout
+from rvos.models.variants import MODEL_NAMES
 from rvos.predict.base import VideoJob
 from rvos.predict.benchmarks.video import VideoBenchmark, custom_expressions, video_job
 from rvos.predict.engine import AMP_DTYPES, InferenceEngine
@@ -29,11 +32,35 @@ from rvos.predict.loading import load_video
 from rvos.predict.model import build_inference_model, inference_resize
 from rvos.predict.options import options_to_argv
 from rvos.predict.prediction import MaskCollector, Prediction
+from rvos.predict.zoo import architecture_names, architecture_values, identify_layout, load_zoo
 from rvos.util.video_io import DEFAULT_FPS, video_fps
+
+logger = logging.getLogger(__name__)
 
 VideoInput = Union[str, Path, np.ndarray, torch.Tensor, Sequence[Image.Image], Sequence[np.ndarray]]
 # Name of a video given as frames in memory (its frames are 00000, 00001, ...).
 IN_MEMORY_NAME = "video"
+
+
+def zoo_architecture(path, options: Dict[str, Any]) -> Dict[str, Any]:
+    """For a public checkpoint given without architecture options: the options of the architecture whose parameter
+    names and shapes it has exactly (a zoo entry's config, or the options it records; ``predict.zoo.identify``),
+    so that ``from_pretrained("ytvos_swin_tiny.pth")`` needs no ``backbone=``. Empty for a checkpoint of ours (it
+    carries its config), when options name the architecture, or when nothing fits (then loading reports what
+    differs)."""
+    layout = checkpoint_layout(path)
+    if not layout.legacy or set(options) & set(architecture_names()):
+        return {}
+    overrides = {"text_encoder": options["text_encoder"]} if options.get("text_encoder") else {}
+    ident = identify_layout(layout, load_zoo(), Path(path).name, overrides)
+    if ident.fits and ident.fits[0].variant not in MODEL_NAMES:
+        raise ValueError(f"{path} is a {ident.fits[0].variant} checkpoint: that variant is not built here")
+    args = ident.architecture_args()
+    if args is None:
+        return {}
+    source = ", ".join(e.id for e in ident.entries) or "the options it records"
+    logger.info("%s: the architecture of %s (names and shapes match exactly)", path, source)
+    return architecture_values(args)
 
 
 def frames_in_memory(video) -> Optional[Sequence[np.ndarray]]:
@@ -99,14 +126,15 @@ class Predictor:
         ``tools/convert_checkpoint.py``), loaded strictly, on ``device`` (default: CUDA when available),
         ``amp`` None / 'fp16' / 'bf16' (autocast).
 
-        A checkpoint of this project carries its options: the architecture is rebuilt from them. The variant of a
-        public checkpoint is inferred from it; its other architecture options (``backbone="swin_l_p4w7"``,
-        ``with_box_refine=True``, ``binary=True``, ...) are keyword ``options``, named as the command line's
-        (``python inference.py --help``), as is ``text_encoder`` (a local RoBERTa folder or cached hub name).
-        A mismatch raises ``CheckpointMismatchError`` with a table of what differs."""
+        A checkpoint of this project carries its options: the architecture is rebuilt from them. A public
+        checkpoint's architecture is the one whose parameter names and shapes it has exactly (a zoo entry's, see
+        ``tools/zoo.py identify``), unless keyword ``options`` give it (``backbone="swin_l_p4w7"``,
+        ``with_box_refine=True``, ...; named as the command line's, ``python inference.py --help``), as for
+        ``inference.py``. ``text_encoder``: a local RoBERTa folder or cached hub name. A mismatch raises
+        ``CheckpointMismatchError`` with a table of what differs."""
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        given = dict(options, resume=str(path), device=device, threshold=threshold, sub_video_len=sub_video_len,
-                     no_sampling=no_sampling)
+        given = dict(zoo_architecture(path, options), **options, resume=str(path), device=device, threshold=threshold,
+                     sub_video_len=sub_video_len, no_sampling=no_sampling)
         parser = opts.get_args_parser()
         args = opts.parse_args(options_to_argv(parser, given), argparse.ArgumentParser(parents=[parser]))
         model, model_args = build_inference_model(args, explicit=set(given))

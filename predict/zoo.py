@@ -230,6 +230,20 @@ def architecture_signature(args: argparse.Namespace) -> Tuple:
                  for name in dict.fromkeys(names) if name not in skip)
 
 
+def architecture_names() -> List[str]:
+    """The options that make an architecture: ``model`` and every option changing the parameters or outputs (not
+    where the files are)."""
+    return [n for n in dict.fromkeys(("model", *architecture_options(), *EXTRA_ARCHITECTURE_OPTIONS))
+            if n not in NOT_ARCHITECTURE]
+
+
+def architecture_values(args: argparse.Namespace) -> Dict[str, Any]:
+    """The architecture options of ``args`` that differ from the parser's defaults: what a command line must give
+    to build its model from a public checkpoint."""
+    parser = opts.get_args_parser()
+    return {n: getattr(args, n) for n in architecture_names() if getattr(args, n, None) != parser.get_default(n)}
+
+
 def architecture_label(args: argparse.Namespace) -> str:
     return f"{args.model or 'referformer'} {args.backbone}"
 
@@ -329,11 +343,13 @@ class Identification:
         return [fit.entry for fit in self.fits if fit.entry is not None]
 
     def architecture_args(self) -> Optional[argparse.Namespace]:
-        """The options of the one architecture every fit shares (None when there is no fit or several)."""
-        signatures = {architecture_signature(fit.args) for fit in self.fits if fit.args is not None}
-        if len(signatures) != 1 or any(fit.args is None for fit in self.fits):
+        """The options of the one architecture every fit shares, of a variant built here (None when there is no
+        fit, several layouts, or a variant not built here)."""
+        if not self.fits or any(fit.args is None or fit.variant not in MODEL_NAMES for fit in self.fits):
             return None
-        return next(fit.args for fit in self.fits)
+        if len({fit.layout_id for fit in self.fits}) != 1 or len({fit.variant for fit in self.fits}) != 1:
+            return None
+        return self.fits[0].args
 
 
 def _compare_options(recorded: Optional[Mapping], expected: Mapping[str, Any], who: str) -> Tuple[List[str], List[str]]:

@@ -32,13 +32,11 @@ if __package__ in (None, ""):
 from rvos.evaluation import evaluate_mevis, evaluate_refdavis, evaluate_referring_segmentation  # noqa: E402
 from rvos.evaluation.a2d import GT_FILE_NAMES  # noqa: E402
 from rvos.evaluation.ytvos import evaluate_expression_folders  # noqa: E402
-from rvos.models.checkpoint import (CheckpointError, architecture_options, checkpoint_layout,  # noqa: E402
-                                    compare_shapes, normalise_state_dict)
-from rvos.predict.model import EXTRA_ARCHITECTURE_OPTIONS  # noqa: E402
+from rvos.models.checkpoint import CheckpointError, checkpoint_layout, compare_shapes, normalise_state_dict  # noqa: E402
 from rvos.predict.options import options_to_argv  # noqa: E402
-from rvos.predict.zoo import (BENCHMARKS, ZOO_FILE, Zoo, ZooEntry, ZooError, build_layout,  # noqa: E402
-                              format_identification, identify, load_zoo)
-from rvos import inference, opts  # noqa: E402
+from rvos.predict.zoo import (BENCHMARKS, ZOO_FILE, Zoo, ZooEntry, ZooError, architecture_values,  # noqa: E402
+                              build_layout, format_identification, identify, load_zoo)
+from rvos import inference  # noqa: E402
 
 logger = logging.getLogger("zoo")
 
@@ -171,12 +169,8 @@ def selected(entry: ZooEntry, benchmark: str, patterns: Sequence[str]) -> bool:
 def entry_argv(entry: ZooEntry, overrides: Dict) -> List[str]:
     """inference.py options of an entry: its architecture (from its config; a checkpoint with its own config
     rebuilds from that) and its ``inference`` options."""
-    args = entry.model_args(**overrides)
-    names = dict.fromkeys(("model", *architecture_options(), *EXTRA_ARCHITECTURE_OPTIONS))
-    parser = opts.get_args_parser()
-    defaults = {name: parser.get_default(name) for name in names}
-    architecture = {name: getattr(args, name) for name in names if getattr(args, name, None) != defaults.get(name)}
-    return options_to_argv(inference.build_parser(), {**architecture, **entry.inference})
+    return options_to_argv(inference.build_parser(), {**architecture_values(entry.model_args(**overrides)),
+                                                      **overrides, **entry.inference})
 
 
 def fits_entry(entry: ZooEntry, checkpoint: Path, overrides: Dict) -> Optional[str]:
