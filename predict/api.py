@@ -53,7 +53,7 @@ def zoo_architecture(path, options: Dict[str, Any]) -> Dict[str, Any]:
         return {}
     overrides = {"text_encoder": options["text_encoder"]} if options.get("text_encoder") else {}
     ident = identify_layout(layout, load_zoo(), Path(path).name, overrides)
-    if ident.fits and ident.fits[0].variant not in MODEL_NAMES:
+    if ident.fits and all(fit.variant not in MODEL_NAMES for fit in ident.fits):
         raise ValueError(f"{path} is a {ident.fits[0].variant} checkpoint: that variant is not built here")
     args = ident.architecture_args()
     if args is None:

@@ -343,13 +343,12 @@ class Identification:
         return [fit.entry for fit in self.fits if fit.entry is not None]
 
     def architecture_args(self) -> Optional[argparse.Namespace]:
-        """The options of the one architecture every fit shares, of a variant built here (None when there is no
-        fit, several layouts, or a variant not built here)."""
-        if not self.fits or any(fit.args is None or fit.variant not in MODEL_NAMES for fit in self.fits):
+        """The options of the one architecture that every fit of a variant built here shares (None when there is
+        no such fit, or several layouts or variants)."""
+        built = [fit for fit in self.fits if fit.variant in MODEL_NAMES and fit.args is not None]
+        if not built or len({fit.layout_id for fit in built}) != 1 or len({fit.variant for fit in built}) != 1:
             return None
-        if len({fit.layout_id for fit in self.fits}) != 1 or len({fit.variant for fit in self.fits}) != 1:
-            return None
-        return self.fits[0].args
+        return built[0].args
 
 
 def _compare_options(recorded: Optional[Mapping], expected: Mapping[str, Any], who: str) -> Tuple[List[str], List[str]]:
@@ -365,7 +364,7 @@ def _compare_options(recorded: Optional[Mapping], expected: Mapping[str, Any], w
         elif value is None:
             agrees.append(f"no {key} recorded, as {who}")
         elif not present:
-            contradicts.append(f"no {key} recorded, {who} records {value!r}")
+            continue  # written by other code (a fork, a conversion): no evidence either way
         elif recorded[key] == value:
             agrees.append(f"{key} = {value!r} recorded, as {who}")
         else:
@@ -514,7 +513,7 @@ def format_identification(ident: Identification, zoo: Zoo) -> str:
         args, variant = ident.architecture_args(), ident.fits[0].variant
         if variant not in MODEL_NAMES:
             lines.append(f"  the {variant} variant is not built here yet")
-        elif args is not None and not any(f.entry for f in ident.fits):
+        if args is not None and not any(f.entry for f in ident.fits):
             lines.append(f"  load it with --model {args.model} --backbone {args.backbone} (its recorded options)")
     if ident.ruled_out:
         lines.append("same names and shapes, but its recorded options rule these out:")
