@@ -5,6 +5,7 @@ from typing import Dict, Iterator, List, Optional, Sequence, Union
 
 import numpy as np
 
+from rvos.datasets.base import normalize_caption
 from rvos.predict.base import VideoJob, Window
 from rvos.predict.overlay import job_frames
 from rvos.predict.postprocess import ExpressionOutput
@@ -57,8 +58,7 @@ class Prediction:
 
     def __getitem__(self, key: Union[int, str]) -> np.ndarray:
         if isinstance(key, str):
-            texts = [key, " ".join(key.lower().split())]
-            matches = [i for i, text in enumerate(self.expressions) if text in texts]
+            matches = [i for i, text in enumerate(self.expressions) if text == normalize_caption(key)]
             if not matches:
                 raise KeyError(f"{key!r} is not one of the expressions {self.expressions}")
             key = matches[0]

@@ -222,10 +222,11 @@ def load_zoo(path=None) -> Zoo:
 # ---------------------------------------------------------------------------------------------- architectures
 
 def architecture_signature(args: argparse.Namespace) -> Tuple:
-    """What determines the parameter layout of the model of ``args`` (the dataset only through the class count,
-    so not with ``--binary``)."""
-    names = ["model", *architecture_options(), *EXTRA_ARCHITECTURE_OPTIONS]
-    skip = set(NOT_ARCHITECTURE) | ({"dataset_file"} if getattr(args, "binary", False) else set())
+    """What determines the parameter layout of the model of ``args``: its architecture options and the text
+    encoder it is built with (its folder's config gives the text encoder's shapes); the dataset only through the
+    class count, so not with ``--binary``."""
+    names = ["model", *architecture_options(), *EXTRA_ARCHITECTURE_OPTIONS, *NOT_ARCHITECTURE]
+    skip = {"dataset_file"} if getattr(args, "binary", False) else set()
     return tuple((name, json.dumps(getattr(args, name, None), sort_keys=True, default=str))
                  for name in dict.fromkeys(names) if name not in skip)
 

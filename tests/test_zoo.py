@@ -239,3 +239,14 @@ def test_reproduce_prints_paper_beside_ours_on_the_synthetic_world(synthetic, ca
     assert zoo_main(command + ["--rows", "tiny_referformer/ref_davis17_valid"] + inference_options) == 0
     again = capsys.readouterr().out
     assert "ref_davis17_valid" in again and "ref_youtube_vos_valid" not in again
+
+
+def test_zoo_models_are_built_with_the_given_text_encoder(zoo, tmp_path):
+    """The architectures are cached per text encoder too: with a tiny RoBERTa no zoo entry's model fits the
+    full-size checkpoint (only the architecture of its own recorded options, built with roberta-base), without it
+    the entries fit again."""
+    manifest = json.loads((REFERENCE_DIR / "manifests" / "referformer_resnet50.json").read_text())
+    checkpoint = manifest_checkpoint(manifest, tmp_path / "r50.pth")
+    tiny = identify(checkpoint, zoo, {"text_encoder": str(write_text_encoder(tmp_path / "text_encoder"))})
+    assert tiny.fits and not tiny.entries and all(fit.entry is None for fit in tiny.ruled_out)
+    assert [e.id for e in identify(checkpoint, zoo).entries][:1] == ["referformer_r50_refcoco"]
