@@ -22,7 +22,7 @@ from rvos import opts
 from rvos.predict import build_benchmark
 from rvos.predict.benchmarks.davis import DEFAULT_CLIP_LEN
 from rvos.predict.engine import InferenceEngine
-from rvos.predict.model import build_inference_model, default_short_side
+from rvos.predict.model import build_inference_model, inference_resize
 from rvos.predict.runner import InferenceRunner
 from rvos.util.dist import destroy_process_group, init_distributed_mode
 from rvos.util.logger import setup_logging
@@ -99,8 +99,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         model, model_args = build_inference_model(args, explicit_options(argv))
         device = torch.device(args.device)
         model.to(device)
-        short_side = args.test_short_side or benchmark.short_side or default_short_side(getattr(model_args, "model", None))
-        max_size = args.test_max_size or benchmark.max_size
+        short_side, max_size = inference_resize(benchmark, getattr(model_args, "model", None), args.test_short_side,
+                                                args.test_max_size)
         engine = InferenceEngine(model, device, per_expression=args.per_expression, decode_batch=args.decode_batch,
                                  amp=args.amp, size_divisibility=benchmark.size_divisibility)
         logger.info("%s inference on %s: short side %d%s, %s mode%s", benchmark.name, device, short_side,

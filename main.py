@@ -33,7 +33,7 @@ from rvos.datasets.samplers import ResumableDistributedSampler
 from rvos.engine import TrainOptions, evaluate, train_one_epoch
 from rvos.models import build_model, load_text_encoder_weights
 from rvos.models.backbones import load_backbone_pretrained
-from rvos.models.checkpoint import atomic_save, load_model_checkpoint, load_pretrained_weights
+from rvos.models.checkpoint import atomic_save, checkpoint_exists, load_model_checkpoint, load_pretrained_weights
 from rvos.models.ops import msda_status
 from rvos.opts import args_to_config, get_args_parser, parse_args
 from rvos.util.dist import (DistContext, all_gather_object, any_rank, destroy_process_group, init_distributed_mode,
@@ -65,8 +65,8 @@ def resolve_resume(args, output_dir: Optional[Path]) -> Optional[Path]:
         return candidate if candidate.is_file() else None
     if args.resume:
         path = Path(args.resume)
-        if not path.is_file():
-            raise FileNotFoundError(f"--resume {path}: no such checkpoint file")
+        if not checkpoint_exists(path):
+            raise FileNotFoundError(f"--resume {path}: no such checkpoint file or converted checkpoint folder")
         return path
     if not args.eval and output_dir is not None and (output_dir / CHECKPOINT_NAME).is_file():
         raise FileExistsError(

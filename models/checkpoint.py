@@ -11,16 +11,26 @@ strict after these documented renames only:
 
 ``infer_model_name`` tells the variant (ReferFormer, SgMg, MUTR) of a checkpoint from its config or keys; a
 checkpoint of another variant is refused with that named in the report.
+
+A checkpoint may also be a *folder* in the Hugging Face layout, written by ``tools/convert_checkpoint.py``:
+``config.json`` (the model options, see ``write_checkpoint_folder``) and ``model.safetensors`` (the weights).
+``read_checkpoint`` reads it without unpickling anything and returns what the ``.pth`` gave (weights and options;
+a folder holds no optimiser state), so every caller loads either. ``checkpoint_layout`` reads a checkpoint's
+keys, shapes and options without reading its weights (safetensors header, or a memory-mapped ``torch.load``).
 """
 import argparse
+import json
 import logging
 import os
 import pickle
 import zipfile
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, Iterable, List, Optional, Tuple
+from typing import Any, Dict, Iterable, List, Optional, Tuple
 
 import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
 from torch import nn
 
 from .variants import MODEL_NAMES, all_variants
@@ -52,18 +62,29 @@ class CheckpointMismatchError(RuntimeError):
 
 
 def read_checkpoint(path, map_location="cpu") -> dict:
-    """Load a checkpoint file with ``weights_only=True`` (Namespace allowlisted). Raises CheckpointError
-    naming the file when it is missing, truncated, corrupt or not a checkpoint dict."""
+    """Load a checkpoint file with ``weights_only=True`` (Namespace allowlisted), or a checkpoint folder
+    (``config.json`` + ``model.safetensors``, nothing unpickled). Raises CheckpointError naming the file when it is
+    missing, truncated, corrupt or not a checkpoint."""
     path = Path(path)
+    if path.is_dir():
+        return _read_checkpoint_folder(path, map_location)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist")
+    return _checkpoint_dict(path, _torch_load(path, map_location=map_location))
+
+
+def _torch_load(path: Path, **kwargs):
     try:
         with torch.serialization.safe_globals(SAFE_GLOBALS):
-            ckpt = torch.load(path, map_location=map_location, weights_only=True)
+            return torch.load(path, weights_only=True, **kwargs)
     except (RuntimeError, EOFError, zipfile.BadZipFile, pickle.UnpicklingError, OSError, ValueError) as err:
         size = path.stat().st_size
         raise CheckpointError(f"checkpoint {path} ({size} bytes) cannot be read; the file is truncated, corrupt "
                               f"or holds objects outside the allowlist: {err}") from err
+
+
+def _checkpoint_dict(path: Path, ckpt) -> dict:
+    """``ckpt`` as ``{'model': state dict, ...}`` (a bare state dict is wrapped); CheckpointError otherwise."""
     if isinstance(ckpt, dict) and "model" in ckpt and isinstance(ckpt["model"], dict):
         return ckpt
     if isinstance(ckpt, dict) and ckpt and all(isinstance(v, torch.Tensor) for v in ckpt.values()):
@@ -130,17 +151,24 @@ def normalise_state_dict(state: Dict[str, torch.Tensor]) -> Dict[str, torch.Tens
     return out
 
 
+def compare_shapes(own: Dict[str, tuple], theirs: Dict[str, tuple], allowed_missing: Iterable[str] = ()
+                   ) -> Tuple[List[str], List[str], List[Tuple[str, tuple, tuple]]]:
+    """(missing, unexpected, wrongly shaped) names of ``theirs`` (a checkpoint's name -> shape) against ``own`` (the
+    model's), the last as (name, checkpoint shape, model shape). Names starting with an ``allowed_missing`` prefix
+    are not reported as missing."""
+    allowed = tuple(allowed_missing)
+    missing = [k for k in own if k not in theirs and not (allowed and k.startswith(allowed))]
+    unexpected = [k for k in theirs if k not in own]
+    shapes = [(k, tuple(theirs[k]), tuple(own[k])) for k in own if k in theirs and tuple(theirs[k]) != tuple(own[k])]
+    return missing, unexpected, shapes
+
+
 def compare_state_dict(model: nn.Module, state: Dict[str, torch.Tensor],
                        allowed_missing: Iterable[str] = ()) -> Tuple[List[str], List[str], List[Tuple[str, tuple, tuple]]]:
     """(missing, unexpected, wrongly shaped) keys of ``state`` against ``model``'s state dict.
     Keys starting with an ``allowed_missing`` prefix are not reported as missing."""
-    own = model.state_dict()
-    allowed = tuple(allowed_missing)
-    missing = [k for k in own if k not in state and not (allowed and k.startswith(allowed))]
-    unexpected = [k for k in state if k not in own]
-    shapes = [(k, tuple(state[k].shape), tuple(own[k].shape)) for k in own
-              if k in state and tuple(state[k].shape) != tuple(own[k].shape)]
-    return missing, unexpected, shapes
+    return compare_shapes({k: tuple(v.shape) for k, v in model.state_dict().items()},
+                          {k: tuple(v.shape) for k, v in state.items()}, allowed_missing)
 
 
 def mismatch_report(source: str, missing, unexpected, shapes, ckpt_config: Optional[dict] = None,
@@ -242,6 +270,230 @@ def load_pretrained_weights(model: nn.Module, path, model_config: Optional[dict]
                                   ckpt_config=checkpoint_config(ckpt), model_config=model_config)
     logger.info("initialised from %s; kept fresh: %s", path, ", ".join(left) or "nothing")
     return left
+
+
+# ------------------------------------------------------------------------------------------ checkpoint folders
+
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "model.safetensors"
+FOLDER_FORMAT = "rvos-checkpoint"
+FOLDER_FORMAT_VERSION = 1
+# config.json's ``options_source``: where the options of the original file were (they are read back there).
+OPTIONS_SOURCES = ("config", "args")
+ALIASES_METADATA = "aliases"
+
+
+def is_checkpoint_folder(path) -> bool:
+    """Whether ``path`` is a folder holding a converted checkpoint (``model.safetensors``)."""
+    return Path(path).is_dir() and (Path(path) / WEIGHTS_FILE).is_file()
+
+
+def checkpoint_exists(path) -> bool:
+    """A checkpoint file or folder is at ``path`` (what ``--resume`` / ``--pretrained_weights`` accept)."""
+    return Path(path).is_file() or is_checkpoint_folder(path)
+
+
+def _json_options(options: dict, source: str) -> dict:
+    """``options`` as JSON values (tuples become lists); a value JSON cannot hold is an error naming it."""
+    out = {}
+    for key, value in options.items():
+        try:
+            out[key] = json.loads(json.dumps(value))
+        except (TypeError, ValueError) as err:
+            raise CheckpointError(f"{source}: option {key!r} = {value!r} cannot be written to {CONFIG_FILE} "
+                                  f"({err})") from err
+    return out
+
+
+def _unique_tensors(state: Dict[str, torch.Tensor]) -> Tuple[Dict[str, torch.Tensor], Dict[str, str]]:
+    """(tensors to store, aliases: name -> stored name). Names of one tensor (same storage, offset, shape, stride,
+    dtype; e.g. ``bbox_embed.*`` and ``transformer.decoder.bbox_embed.*`` with box refinement) are stored once;
+    other tensors sharing memory are stored as contiguous copies (safetensors holds no views)."""
+    stored: Dict[str, torch.Tensor] = {}
+    aliases: Dict[str, str] = {}
+    seen: Dict[tuple, str] = {}
+    storages: Dict[int, int] = {}
+    for name, tensor in state.items():
+        if not isinstance(tensor, torch.Tensor):
+            raise CheckpointError(f"state dict entry {name!r} is a {type(tensor).__name__}, not a tensor")
+        identity = (tensor.untyped_storage().data_ptr(), tensor.storage_offset(), tuple(tensor.shape),
+                    tensor.stride(), tensor.dtype) if tensor.numel() else None
+        if identity is not None and identity in seen:
+            aliases[name] = seen[identity]
+            continue
+        if identity is not None:
+            seen[identity] = name
+            storages[identity[0]] = storages.get(identity[0], 0) + 1
+        stored[name] = tensor
+    for name, tensor in stored.items():
+        shared = tensor.numel() and storages.get(tensor.untyped_storage().data_ptr(), 0) > 1
+        if shared or not tensor.is_contiguous():
+            stored[name] = tensor.detach().clone(memory_format=torch.contiguous_format)
+        else:
+            stored[name] = tensor.detach()
+    return stored, aliases
+
+
+def write_checkpoint_folder(ckpt: dict, folder, source: str = "checkpoint") -> Path:
+    """Write ``ckpt`` (as ``read_checkpoint`` returns it) as a folder: ``model.safetensors`` (the weights, each
+    tensor bit for bit; tied names recorded in the metadata) and ``config.json``::
+
+        {"format": "rvos-checkpoint", "format_version": 1,
+         "model_type": <variant: referformer, sgmg, mutr, ...>,
+         "options_source": "config" (options of this project) | "args" (a public checkpoint's pickled
+                            argparse.Namespace) | null (a bare state dict),
+         "options": {<option>: <value>, ...} | null,
+         "epoch": <int> | absent}
+
+    Optimiser, scheduler and other training state are not kept (a folder is for inference and fine-tuning).
+    Both files are written to temporary names and renamed, config.json last."""
+    folder = Path(folder)
+    options, options_source = None, None
+    if isinstance(ckpt.get("config"), dict):
+        options, options_source = ckpt["config"], "config"
+    elif isinstance(ckpt.get("args"), argparse.Namespace):
+        options, options_source = vars(ckpt["args"]), "args"
+    config = {"format": FOLDER_FORMAT, "format_version": FOLDER_FORMAT_VERSION,
+              "model_type": model_name_from_config(options) or model_name_from_keys(ckpt["model"]),
+              "options_source": options_source,
+              "options": None if options is None else _json_options(options, source)}
+    if isinstance(ckpt.get("epoch"), int):
+        config["epoch"] = ckpt["epoch"]
+    stored, aliases = _unique_tensors(ckpt["model"])
+    folder.mkdir(parents=True, exist_ok=True)
+    weights_tmp = folder / f".{WEIGHTS_FILE}.tmp{os.getpid()}"
+    config_tmp = folder / f".{CONFIG_FILE}.tmp{os.getpid()}"
+    try:
+        save_file(stored, str(weights_tmp), metadata={"format": "pt", ALIASES_METADATA: json.dumps(aliases)})
+        config_tmp.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+        os.replace(weights_tmp, folder / WEIGHTS_FILE)
+        os.replace(config_tmp, folder / CONFIG_FILE)
+    finally:
+        for tmp in (weights_tmp, config_tmp):
+            if tmp.exists():
+                tmp.unlink()
+    return folder
+
+
+def read_folder_config(folder) -> dict:
+    """The ``config.json`` of a checkpoint folder, checked; CheckpointError naming the file otherwise."""
+    path = Path(folder) / CONFIG_FILE
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint folder {folder} has no {CONFIG_FILE} (a converted checkpoint holds "
+                              f"{CONFIG_FILE} and {WEIGHTS_FILE}; see tools/convert_checkpoint.py)")
+    try:
+        config = json.loads(path.read_text())
+    except (ValueError, OSError) as err:
+        raise CheckpointError(f"{path} is not valid JSON: {err}") from err
+    if not isinstance(config, dict) or config.get("format") != FOLDER_FORMAT:
+        raise CheckpointError(f"{path} is not the config of a converted checkpoint (no \"format\": "
+                              f"\"{FOLDER_FORMAT}\")")
+    if config.get("format_version", 0) > FOLDER_FORMAT_VERSION:
+        raise CheckpointError(f"{path} has format version {config['format_version']}; this code reads up to "
+                              f"{FOLDER_FORMAT_VERSION}: update the code")
+    if config.get("options_source") not in (None, *OPTIONS_SOURCES) or not isinstance(config.get("options"),
+                                                                                     (dict, type(None))):
+        raise CheckpointError(f"{path}: 'options_source' must be config, args or null and 'options' a mapping")
+    return config
+
+
+def _options_entry(config: dict) -> Dict[str, Any]:
+    """The options of a folder's config as the ``.pth`` held them: ``{'config': dict}`` or ``{'args': Namespace}``."""
+    if config.get("options_source") is None or config.get("options") is None:
+        return {}
+    if config["options_source"] == "args":
+        return {"args": argparse.Namespace(**config["options"])}
+    return {"config": dict(config["options"])}
+
+
+def _open_weights(folder: Path):
+    path = folder / WEIGHTS_FILE
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint folder {folder} has no {WEIGHTS_FILE}")
+    try:
+        return safe_open(str(path), framework="pt", device="cpu")
+    except (SafetensorError, OSError, ValueError) as err:
+        raise CheckpointError(f"{path} ({path.stat().st_size} bytes) cannot be read; the file is truncated or "
+                              f"corrupt: {err}") from err
+
+
+def _aliases(handle, path: Path) -> Dict[str, str]:
+    try:
+        return json.loads((handle.metadata() or {}).get(ALIASES_METADATA, "{}"))
+    except ValueError as err:
+        raise CheckpointError(f"{path}: the '{ALIASES_METADATA}' metadata is not valid JSON: {err}") from err
+
+
+def _read_checkpoint_folder(folder: Path, map_location="cpu") -> dict:
+    config = read_folder_config(folder)
+    path = folder / WEIGHTS_FILE
+    device = map_location if isinstance(map_location, (str, torch.device)) else "cpu"
+    state: Dict[str, torch.Tensor] = {}
+    with _open_weights(folder) as handle:
+        aliases = _aliases(handle, path)
+        try:
+            for name in handle.keys():
+                state[name] = handle.get_tensor(name).to(device)
+        except (SafetensorError, OSError, ValueError) as err:
+            raise CheckpointError(f"{path} cannot be read; the file is truncated or corrupt: {err}") from err
+    for name, target in aliases.items():
+        if target not in state:
+            raise CheckpointError(f"{path}: {name!r} is recorded as a second name of {target!r}, which is missing")
+        state[name] = state[target]
+    ckpt = {"model": state, **_options_entry(config)}
+    if isinstance(config.get("epoch"), int):
+        ckpt["epoch"] = config["epoch"]
+    return ckpt
+
+
+@dataclass
+class CheckpointLayout:
+    """What a checkpoint holds without its weights: ``shapes`` (state-dict name -> shape), ``dtypes`` (name ->
+    torch dtype name) and its options (``checkpoint_config``: ours or a legacy Namespace's, None without)."""
+
+    source: str
+    shapes: Dict[str, Tuple[int, ...]]
+    dtypes: Dict[str, str]
+    config: Optional[dict]
+    legacy: bool
+
+
+SAFETENSORS_DTYPES = {"F64": "float64", "F32": "float32", "F16": "float16", "BF16": "bfloat16", "I64": "int64",
+                      "I32": "int32", "I16": "int16", "I8": "int8", "U8": "uint8", "BOOL": "bool"}
+
+
+def checkpoint_layout(path) -> CheckpointLayout:
+    """The keys, shapes, dtypes and options of a checkpoint file or folder, reading no weights into memory: a
+    folder's safetensors header, or a ``.pth`` memory-mapped (``torch.load(mmap=True, weights_only=True)``, the
+    Namespace allowlisted; a file in the pre-1.6 format, which cannot be mapped, is read whole)."""
+    path = Path(path)
+    if path.is_dir():
+        config = read_folder_config(path)
+        with _open_weights(path) as handle:
+            aliases = _aliases(handle, path / WEIGHTS_FILE)
+            shapes, dtypes = {}, {}
+            for name in handle.keys():
+                tensor_slice = handle.get_slice(name)
+                shapes[name] = tuple(tensor_slice.get_shape())
+                dtypes[name] = SAFETENSORS_DTYPES.get(tensor_slice.get_dtype(), tensor_slice.get_dtype().lower())
+        for name, target in aliases.items():
+            shapes[name], dtypes[name] = shapes[target], dtypes[target]
+        entry = _options_entry(config)
+        return CheckpointLayout(str(path), shapes, dtypes, checkpoint_config(entry), "config" not in entry)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist")
+    try:
+        ckpt = _torch_load(path, map_location="cpu", mmap=True)
+    except CheckpointError as err:
+        if "mmap" not in str(err.__cause__):
+            raise
+        logger.info("%s is in the pre-1.6 torch format, which cannot be memory-mapped: reading it whole", path)
+        ckpt = _torch_load(path, map_location="cpu")
+    ckpt = _checkpoint_dict(path, ckpt)
+    state = ckpt["model"]
+    return CheckpointLayout(str(path), {k: tuple(v.shape) for k, v in state.items()},
+                            {k: str(v.dtype).replace("torch.", "") for k, v in state.items()},
+                            checkpoint_config(ckpt), not isinstance(ckpt.get("config"), dict))
 
 
 def atomic_save(obj, path) -> None:

@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
+import numpy as np
+
 
 @dataclass(frozen=True)
 class Expression:
@@ -23,8 +25,9 @@ class Expression:
 class VideoJob:
     """One video and the expressions to segment in it.
 
-    Frames come from ``frame_files`` (image files, in order) or ``video_file`` (decoded with PyAV).
-    ``frame_names`` are the output names of the frames (one per frame, in order); None means
+    Frames come from ``frame_files`` (image files, in order), ``video_file`` (decoded with PyAV) or
+    ``decoded_frames`` (already in memory: uint8 RGB [H, W, 3] arrays, or one [T, H, W, 3] array; the Python
+    API's frames). ``frame_names`` are the output names of the frames (one per frame, in order); None means
     ``00000, 00001, ...`` after decoding. ``num_frames`` is known up front for image folders and
     estimated (for the work balance) for video files. ``info`` holds benchmark-specific data; an
     ``info['invalid']`` message marks a video that cannot be run (reported as a failure, not computed).
@@ -37,20 +40,24 @@ class VideoJob:
     frame_names: Optional[List[str]] = None
     num_frames: int = 0
     info: Dict = field(default_factory=dict)
+    decoded_frames: Optional[Sequence[np.ndarray]] = None
 
     def __post_init__(self):
-        if (self.frame_files is None) == (self.video_file is None):
-            raise ValueError(f"video {self.name}: give exactly one of frame_files and video_file")
-        if self.frame_files is not None:
-            self.num_frames = len(self.frame_files)
-            if self.frame_names is not None and len(self.frame_names) != len(self.frame_files):
-                raise ValueError(f"video {self.name}: {len(self.frame_names)} frame names for "
-                                 f"{len(self.frame_files)} frame files")
+        sources = [s for s in (self.frame_files, self.video_file, self.decoded_frames) if s is not None]
+        if len(sources) != 1:
+            raise ValueError(f"video {self.name}: give exactly one of frame_files, video_file and decoded_frames")
+        known = self.frame_files if self.frame_files is not None else self.decoded_frames
+        if known is not None:
+            self.num_frames = len(known)
+            if self.frame_names is not None and len(self.frame_names) != len(known):
+                raise ValueError(f"video {self.name}: {len(self.frame_names)} frame names for {len(known)} frames")
 
     @property
     def source(self) -> Path:
-        """The folder or file the frames come from (for messages)."""
-        return self.video_file if self.video_file is not None else self.frame_files[0].parent
+        """The folder or file the frames come from (for messages; the name for frames in memory)."""
+        if self.video_file is not None:
+            return self.video_file
+        return self.frame_files[0].parent if self.frame_files is not None else Path(self.name)
 
     def names_for(self, num_frames: int) -> List[str]:
         """Output frame names once the frame count is known."""

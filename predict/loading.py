@@ -37,25 +37,25 @@ def load_video(job: VideoJob, benchmark: Benchmark, short_side: int, max_size: O
 
     Image folders: only the frames the windows use are read, in parallel on ``pool``. Video files whose
     frame count is known (``job.frame_names``): decoded as a stream, keeping only the resized frames the
-    windows use; otherwise (A2D, where the windows depend on the length) decoded whole first. Raises
-    FrameReadError naming the file (and frame) when a frame is missing, corrupt, or of another size than
-    the video's first frame.
+    windows use; otherwise (A2D, where the windows depend on the length) decoded whole first. Frames in
+    memory (``job.decoded_frames``) are resized as decoded video frames. Raises FrameReadError naming the file
+    (and frame) when a frame is missing, corrupt, or of another size than the video's first frame.
     """
     def where(position: int) -> str:
-        if job.video_file is not None:
-            return f"{job.video_file} (frame {position})"
-        return str(job.frame_files[position])
+        if job.frame_files is not None:
+            return str(job.frame_files[position])
+        return f"{job.source} (frame {position})"
 
     def planned(count: int):
         plan = benchmark.plan(job, count)
         return plan, sorted({p for window in plan.windows for p in window.positions})
 
-    if job.video_file is None:
+    if job.frame_files is not None:
         count = len(job.frame_files)
         plan, positions = planned(count)
         prepared = list(pool.map(lambda p: _prepare(read_image_rgb(job.frame_files[p]), short_side, max_size),
                                  positions))
-    elif job.frame_names is not None:
+    elif job.video_file is not None and job.frame_names is not None:
         count = len(job.frame_names)
         plan, positions = planned(count)
         wanted, futures, decoded = set(positions), {}, 0
@@ -67,8 +67,10 @@ def load_video(job: VideoJob, benchmark: Benchmark, short_side: int, max_size: O
             raise FrameReadError(f"{job.video_file}: {decoded} frames decoded but {count} expected")
         prepared = [futures[p].result() for p in positions]
     else:
-        decoded_frames = read_video_frames(job.video_file)
+        decoded_frames = job.decoded_frames if job.decoded_frames is not None else read_video_frames(job.video_file)
         count = len(decoded_frames)
+        if count == 0:
+            raise FrameReadError(f"{job.source}: the video has no frames")
         plan, positions = planned(count)
         prepared = list(pool.map(lambda p: _prepare(Image.fromarray(decoded_frames[p]), short_side, max_size),
                                  positions))

@@ -28,6 +28,13 @@ def default_short_side(model_name: Optional[str]) -> int:
     return get_variant(model_name or "referformer").inference_short_side
 
 
+def inference_resize(benchmark, model_name: Optional[str], short_side: Optional[int] = None,
+                     max_size: Optional[int] = None) -> Tuple[int, Optional[int]]:
+    """(short side, long-side cap) of the frames: the given ones (``--test_short_side`` / ``--test_max_size``), else
+    the benchmark's, else the model variant's short side and no cap."""
+    return (short_side or benchmark.short_side or default_short_side(model_name)), (max_size or benchmark.max_size)
+
+
 def model_options_from_config(args: argparse.Namespace, config: dict, explicit: Iterable[str]) -> argparse.Namespace:
     """``args`` with the architecture options of a checkpoint ``config`` (ours). An option given on the command
     line that the checkpoint contradicts is reported and the checkpoint wins, except ``RUN_OPTIONS``."""

@@ -6,16 +6,17 @@ import numpy as np
 from PIL import Image
 
 from rvos.predict.base import VideoJob
-from rvos.util.video_io import read_image_rgb, read_video_frames, write_overlay
+from rvos.util.video_io import iter_video_frames, read_image_rgb, write_overlay
 
 
 def job_frames(job: VideoJob) -> Iterator[np.ndarray]:
-    """The original RGB frames [H, W, 3] uint8 of a job, in order."""
+    """The original RGB frames [H, W, 3] uint8 of a job, in order (a video file is decoded as a stream)."""
     if job.video_file is not None:
-        yield from read_video_frames(job.video_file)
-        return
-    for path in job.frame_files:
-        yield np.asarray(read_image_rgb(path))
+        yield from iter_video_frames(job.video_file)
+    elif job.decoded_frames is not None:
+        yield from (np.asarray(frame) for frame in job.decoded_frames)
+    else:
+        yield from (np.asarray(read_image_rgb(path)) for path in job.frame_files)
 
 
 def _read_mask(path: Path) -> Optional[np.ndarray]:

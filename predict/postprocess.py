@@ -8,6 +8,7 @@ import math
 from dataclasses import dataclass, field, replace
 from typing import Dict, Optional, Sequence, Tuple
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -74,6 +75,10 @@ class ExpressionOutput:
         masks = self.chosen_mask_logits().float().unsqueeze(0)
         masks = F.interpolate(masks, size=tuple(self.orig_size), mode="bilinear", align_corners=False)
         return masks.sigmoid()[0]
+
+    def binary_masks(self, threshold: float) -> np.ndarray:
+        """bool [t, H0, W0]: ``probabilities() > threshold`` on the CPU (the PNGs of every binary benchmark)."""
+        return (self.probabilities() > threshold).cpu().numpy()
 
     def soft_masks(self) -> torch.Tensor:
         """[t, h', w'] probabilities of the chosen query at stride 4 of the resized input (``--save_logits``)."""

@@ -212,7 +212,7 @@ class BinaryMaskOutput(VideoOutput):
         self.partials = {unit.expressions[0]: fresh_partial_dir(unit.path) for unit in units}
 
     def add(self, window: Window, exp: int, output: ExpressionOutput) -> None:
-        masks = (output.probabilities() > self.writer.threshold).cpu().numpy()
+        masks = output.binary_masks(self.writer.threshold)
         folder = self.partials[exp]
         for mask, position in zip(masks, window.positions):
             self.submit(save_binary_png, folder / f"{self.frame_names[position]}.png", mask)

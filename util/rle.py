@@ -1,4 +1,5 @@
-"""COCO RLE decoding with pycocotools, without its numpy-2 ``copy=False`` DeprecationWarning on every call."""
+"""COCO RLE encoding and decoding with pycocotools (decoding without its numpy-2 ``copy=False`` DeprecationWarning
+on every call)."""
 import warnings
 from typing import Sequence
 
@@ -14,3 +15,9 @@ def decode_rles(rles: Sequence[dict]) -> np.ndarray:
         warnings.filterwarnings("ignore", category=DeprecationWarning, module="pycocotools")
         masks = mask_utils.decode(list(rles))
     return np.moveaxis(masks, -1, 0).astype(bool)
+
+
+def encode_rle(mask: np.ndarray) -> dict:
+    """COCO compressed RLE of an [H, W] mask: ``{"size": [H, W], "counts": <str>}`` (JSON-ready)."""
+    rle = mask_utils.encode(np.asfortranarray(np.asarray(mask, dtype=np.uint8)))
+    return {"size": [int(rle["size"][0]), int(rle["size"][1])], "counts": rle["counts"].decode("ascii")}

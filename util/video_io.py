@@ -18,7 +18,7 @@ from PIL import Image, ImageDraw
 logger = logging.getLogger(__name__)
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
-VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v")
+VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".gif")
 DEFAULT_FPS = 6
 OVERLAY_ALPHA = 0.5
 # One colour per expression, well separated (tab10 without grey), RGB.

@@ -17,7 +17,8 @@ from typing import Any, Iterable, Mapping, Optional, Sequence
 
 import numpy as np
 from PIL import Image
-from pycocotools import mask as mask_utils
+
+from rvos.util.rle import encode_rle  # noqa: F401  (re-exported: the generators' RLE writer)
 
 JPEG_QUALITY = 90
 MAT_HEADER_TEXT = b"MATLAB 5.0 MAT-file, written by datasets.synthetic"
@@ -83,12 +84,6 @@ def write_binary_png(path: Path, mask: np.ndarray) -> Path:
     path = _prepare(path)
     Image.fromarray(np.where(np.asarray(mask, dtype=bool), 255, 0).astype(np.uint8), mode="L").save(path, format="PNG")
     return path
-
-
-def encode_rle(mask: np.ndarray) -> dict:
-    """COCO compressed RLE of an [H, W] mask: ``{"size": [H, W], "counts": <str>}``."""
-    rle = mask_utils.encode(np.asfortranarray(np.asarray(mask, dtype=np.uint8)))
-    return {"size": [int(rle["size"][0]), int(rle["size"][1])], "counts": rle["counts"].decode("ascii")}
 
 
 def write_json(path: Path, payload: Any) -> Path:
