@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Deque, List, Optional, Sequence, Tuple
 
 import numpy as np
+import yaml
 
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -129,11 +130,18 @@ class DemoSession:
         frame_cap = int(frame_cap)
         if not 1 <= frame_cap <= self.settings.max_frame_cap:
             raise UploadError(f"The frame cap must be between 1 and {self.settings.max_frame_cap}.")
+        if not SHORT_SIDE_RANGE[0] <= int(short_side) <= SHORT_SIDE_RANGE[1]:
+            raise UploadError(f"The short side must be between {SHORT_SIDE_RANGE[0]} and {SHORT_SIDE_RANGE[1]} pixels.")
         step(0.0, desc="decoding the video")
         frames, fps, longer = read_upload(video, frame_cap)
         count = len(frames)
-        step(0.1, desc=f"segmenting {count} frames")
-        result = self.predictor(frames, expressions, short_side=int(short_side))
+
+        def advance(done: int, total: int) -> None:
+            step(0.05 + 0.85 * done / max(total, 1), desc=f"segmenting: {done} of {total} masks")
+
+        # The inference resize of this run; runs never overlap (gradio's queue runs one event at a time).
+        self.predictor.short_side = int(short_side)
+        result = self.predictor(frames, expressions, progress=advance)
         step(0.9, desc="writing the overlay and the masks")
         run_dir = self._new_run_dir()
         overlay = result.overlay(run_dir / "overlay.mp4", fps=fps)
@@ -187,7 +195,7 @@ def build_app(session: DemoSession, title: str, sample: Optional[Tuple[Path, Lis
     """The gradio page of ``session`` (not launched)."""
     gr = import_gradio()
 
-    def run(video, expressions_text, frame_cap, short_side, progress=gr.Progress(track_tqdm=True)):
+    def run(video, expressions_text, frame_cap, short_side, progress=gr.Progress()):
         try:
             output = session.segment(video, expressions_text, frame_cap, short_side, progress)
         except UploadError as err:
@@ -241,6 +249,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--resume", required=True, type=Path,
                         help="checkpoint: an original .pth or a converted folder (config.json + model.safetensors)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
+    parser.add_argument("--amp", choices=("fp16", "bf16"), default=None, help="autocast on GPU (default: off)")
+    parser.add_argument("--model-option", action="append", default=[], metavar="NAME=VALUE",
+                        help="an option of inference.py for a public checkpoint (e.g. backbone=swin_l_p4w7, "
+                             "text_encoder=FOLDER); repeatable. Checkpoints of this project carry their options")
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
     parser.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port (default: {DEFAULT_PORT})")
     parser.add_argument("--frame-cap", type=int, default=None,
@@ -254,11 +266,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def model_options(pairs: Sequence[str]) -> dict:
+    """``NAME=VALUE`` pairs -> keyword options (values read as YAML: numbers, booleans, lists)."""
+    options = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name:
+            raise SystemExit(f"--model-option {pair!r}: expected NAME=VALUE")
+        options[name.strip()] = yaml.safe_load(value)
+    return options
+
+
 def main(argv=None) -> None:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     import_gradio()
-    predictor = Predictor.from_pretrained(args.resume, device=args.device)
+    predictor = Predictor.from_pretrained(args.resume, device=args.device, amp=args.amp,
+                                          **model_options(args.model_option))
     on_cpu = str(args.device).startswith("cpu")
     settings = DemoSettings(args.frame_cap or (CPU_FRAME_CAP if on_cpu else GPU_FRAME_CAP),
                             args.short_side or (CPU_SHORT_SIDE if on_cpu else predictor.short_side))
