@@ -28,6 +28,8 @@ FRAME_CAP = 12
 SUB_VIDEO_LEN = 8
 STARTUP_TIMEOUT_S = 240
 RUN_TIMEOUT_MS = 240_000
+UPLOAD_ENDINGS = ("frames per second", "Cannot use this file")
+RUN_ENDINGS = ("Segmented", "Cannot run", "Something went wrong")
 
 
 def write_header_only_mp4(path: Path) -> Path:
@@ -117,10 +119,21 @@ def upload(page, path: Path):
     page.locator("#video-input input[type=file]").set_input_files(str(path))
 
 
-def wait_for_status(page, text: str, timeout=30_000) -> str:
-    page.wait_for_function("text => (document.querySelector('#status')?.innerText || '').includes(text)", arg=text,
-                           timeout=timeout)
+def wait_for_status(page, endings, timeout=30_000) -> str:
+    """The status text once it holds one of ``endings`` (the first is the one expected by the caller)."""
+    page.wait_for_function("ends => { const s = document.querySelector('#status')?.innerText || '';"
+                           " return ends.some(e => s.includes(e)); }", arg=list(endings), timeout=timeout)
     return page.locator("#status").inner_text()
+
+
+def wait_for_upload(page) -> str:
+    """The sentence about the uploaded file."""
+    return wait_for_status(page, UPLOAD_ENDINGS)
+
+
+def wait_for_run(page, timeout=30_000) -> str:
+    """The sentence that ends a run (on a page where no run has ended yet)."""
+    return wait_for_status(page, RUN_ENDINGS, timeout)
 
 
 def test_demo_masks_equal_the_predictors(world, demo_server, tmp_path):
@@ -129,27 +142,27 @@ def test_demo_masks_equal_the_predictors(world, demo_server, tmp_path):
         assert page.locator("#frame-cap input[type=number]").input_value() == str(FRAME_CAP)
         assert page.locator("#short-side input[type=number]").input_value() == SHORT_SIDE
         upload(page, world["video"])
-        wait_for_status(page, "frames per second")
+        assert "160x96 at 10 frames per second" in wait_for_upload(page)
         page.locator("#expressions textarea").fill("\n".join(world["texts"]))
         page.locator("#run").click()
-        status = wait_for_status(page, "Segmented", timeout=RUN_TIMEOUT_MS)
+        status = wait_for_run(page, timeout=RUN_TIMEOUT_MS)
         assert f"Segmented {FRAME_CAP} frames with 2 expression(s)" in status
         assert "only its first" in status  # the video has more frames than the cap
         zip_url = page.locator("#masks a").first.get_attribute("href")
         overlay_url = page.locator("#overlay video").get_attribute("src")
-        archive = page.request.get(zip_url)
-        overlay = page.request.get(overlay_url)
+        archive, overlay = page.request.get(zip_url), page.request.get(overlay_url)
         assert archive.ok and overlay.ok
+        archive, overlay = archive.body(), overlay.body()
         assert page_failures(page) == []
         assert "Traceback" not in page.content()
-    (tmp_path / "overlay.mp4").write_bytes(overlay.body())
+    (tmp_path / "overlay.mp4").write_bytes(overlay)
     assert len(read_video_frames(tmp_path / "overlay.mp4")) == FRAME_CAP
 
     frames = np.stack(read_video_frames(world["video"])[:FRAME_CAP])
     predictor = Predictor.from_pretrained(world["checkpoint"], device="cpu", short_side=int(SHORT_SIDE),
                                           **model_options(world))
     expected = predictor(frames, world["texts"])
-    with zipfile.ZipFile(io.BytesIO(archive.body())) as handle:
+    with zipfile.ZipFile(io.BytesIO(archive)) as handle:
         names = set(handle.namelist())
         assert json.loads(handle.read("expressions.json")) == {"0": world["texts"][0], "1": world["texts"][1]}
         for exp_id, masks in enumerate(expected.masks):
@@ -170,18 +183,17 @@ def test_bad_uploads_get_a_sentence(world, demo_server, tmp_path):
         for path in (not_a_video, empty):
             open_demo(page, demo_server)
             upload(page, path)
-            status = wait_for_status(page, "Cannot use this file")
-            assert f"{path.name} has no video frames that can be decoded" in status
+            assert f"Cannot use this file: {path.name} has no video frames that can be decoded" in wait_for_upload(page)
             page.locator("#expressions textarea").fill("the circle")
             page.locator("#run").click()
-            status = wait_for_status(page, "Cannot run")
-            assert path.name in status and str(path.parent) not in status
+            status = wait_for_run(page)
+            assert f"Cannot run: {path.name} has no video frames" in status and str(path.parent) not in status
             assert "Traceback" not in page.content()
         open_demo(page, demo_server)
         upload(page, world["video"])
-        wait_for_status(page, "frames per second")
+        wait_for_upload(page)
         page.locator("#run").click()
-        assert "Type at least one expression" in wait_for_status(page, "Cannot run")
+        assert "Cannot run: Type at least one expression" in wait_for_run(page)
         assert page_failures(page) == []
 
 
