@@ -197,11 +197,14 @@ def test_bad_uploads_get_a_sentence(world, demo_server, tmp_path):
         assert page_failures(page) == []
 
 
-def test_upload_checks(world, tmp_path):
-    frames, fps, longer = demo.read_upload(str(world["video"]), 5)
-    assert frames.shape[0] == 5 and frames.dtype == np.uint8 and longer and fps > 0
-    frames, _, longer = demo.read_upload(str(world["video"]), world["num_frames"])
-    assert frames.shape[0] == world["num_frames"] and not longer
+def test_upload_checks(world, tmp_path, monkeypatch):
+    frames, fps, longer, shrunk = demo.read_upload(str(world["video"]), 5)
+    assert frames.shape[0] == 5 and frames.dtype == np.uint8 and longer and not shrunk and fps > 0
+    full, _, longer, _ = demo.read_upload(str(world["video"]), world["num_frames"])
+    assert full.shape[0] == world["num_frames"] and not longer
+    monkeypatch.setattr(demo, "MAX_FRAME_SHORT_SIDE", 48)
+    small, _, _, shrunk = demo.read_upload(str(world["video"]), 5)
+    assert shrunk and small.shape[1:] == (48, 80, 3)  # 96x160 frames scaled to a short side of 48
     with pytest.raises(demo.UploadError, match="empty.mp4 has no video frames"):
         demo.read_upload(str(write_header_only_mp4(tmp_path / "empty.mp4")), 5)
     with pytest.raises(demo.UploadError, match="first"):

@@ -22,12 +22,14 @@ from typing import Deque, List, Optional, Sequence, Tuple
 
 import numpy as np
 import yaml
+from PIL import Image
 
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from rvos import Predictor  # noqa: E402
 from rvos.datasets.synthetic import make_dataset  # noqa: E402
+from rvos.predict.loading import resize_frame  # noqa: E402
 from rvos.util.video_io import FrameReadError, iter_video_frames, video_fps  # noqa: E402
 
 logger = logging.getLogger(__name__)
@@ -38,6 +40,7 @@ CPU_FRAME_CAP, GPU_FRAME_CAP = 32, 200
 CPU_SHORT_SIDE = 240
 MAX_FRAME_CAP = 1000
 SHORT_SIDE_RANGE = (64, 720)
+MAX_FRAME_SHORT_SIDE = 720  # larger uploads are scaled down as decoded: memory stays bounded
 MAX_EXPRESSIONS = 9  # one overlay colour each
 MAX_UPLOAD = "200mb"
 KEPT_RUNS = 8
@@ -74,22 +77,26 @@ def parse_expressions(text: Optional[str]) -> List[str]:
     return expressions
 
 
-def read_upload(path: Optional[str], frame_cap: int) -> Tuple[np.ndarray, float, bool]:
-    """The first ``frame_cap`` frames of an uploaded video -> (frames uint8 [T, H, W, 3], fps, longer).
+def read_upload(path: Optional[str], frame_cap: int) -> Tuple[np.ndarray, float, bool, bool]:
+    """The first ``frame_cap`` frames of an uploaded video -> (frames uint8 [T, H, W, 3], fps, longer, shrunk).
 
-    ``longer``: the video has more frames than the cap. Anything that is not a decodable video with frames is an
-    UploadError naming the file (not its temporary path); the details go to the log.
+    ``longer``: the video has more frames than the cap; ``shrunk``: its frames were larger than
+    ``MAX_FRAME_SHORT_SIDE`` and were scaled down to it as they were decoded (memory stays bounded). Anything that is
+    not a decodable video with frames is an UploadError naming the file (not its temporary path); the details go to
+    the log.
     """
     if not path:
         raise UploadError("Upload a video (or pick the sample) first.")
     name = Path(path).name
     frames: List[np.ndarray] = []
-    longer = False
+    longer = shrunk = False
     try:
         for frame in iter_video_frames(Path(path)):
             if len(frames) == frame_cap:
                 longer = True
                 break
+            if min(frame.shape[:2]) > MAX_FRAME_SHORT_SIDE:
+                frame, shrunk = np.asarray(resize_frame(Image.fromarray(frame), MAX_FRAME_SHORT_SIDE, None)), True
             frames.append(frame)
         fps = video_fps(Path(path))
     except FrameReadError as err:
@@ -97,7 +104,9 @@ def read_upload(path: Optional[str], frame_cap: int) -> Tuple[np.ndarray, float,
         if not frames:
             raise UploadError(f"{name} has no video frames that can be decoded (is it a video file?).") from err
         raise UploadError(f"{name} is damaged: decoding stops after frame {len(frames)}.") from err
-    return np.stack(frames), fps, longer
+    if len({frame.shape for frame in frames}) > 1:
+        raise UploadError(f"{name}: the frames do not all have the same size.")
+    return np.stack(frames), fps, longer, shrunk
 
 
 def describe_upload(path: Optional[str]) -> Tuple[Optional[np.ndarray], str]:
@@ -105,7 +114,7 @@ def describe_upload(path: Optional[str]) -> Tuple[Optional[np.ndarray], str]:
     if not path:
         return None, ""
     try:
-        frames, fps, longer = read_upload(path, 1)
+        frames, fps, _, _ = read_upload(path, 1)
     except UploadError as err:
         return None, f"**Cannot use this file:** {err}"
     height, width = frames.shape[1:3]
@@ -133,7 +142,7 @@ class DemoSession:
         if not SHORT_SIDE_RANGE[0] <= int(short_side) <= SHORT_SIDE_RANGE[1]:
             raise UploadError(f"The short side must be between {SHORT_SIDE_RANGE[0]} and {SHORT_SIDE_RANGE[1]} pixels.")
         step(0.0, desc="decoding the video")
-        frames, fps, longer = read_upload(video, frame_cap)
+        frames, fps, longer, shrunk = read_upload(video, frame_cap)
         count = len(frames)
 
         def advance(done: int, total: int) -> None:
@@ -150,6 +159,8 @@ class DemoSession:
         if longer:
             message += (f" The video is longer than the frame cap: only its first {frame_cap} frames were used "
                         "(raise the cap to use more).")
+        if shrunk:
+            message += f" Its frames were scaled to a short side of {MAX_FRAME_SHORT_SIDE} pixels (overlay and masks)."
         return DemoOutput(overlay, masks_zip, message)
 
     def _new_run_dir(self) -> Path:
@@ -206,7 +217,8 @@ def build_app(session: DemoSession, title: str, sample: Optional[Tuple[Path, Lis
         return str(output.overlay), str(output.masks_zip), output.message
 
     settings = session.settings
-    with gr.Blocks(title="RVOS demo", analytics_enabled=False) as app:
+    # gradio's copies of uploads and outputs older than an hour are removed every hour
+    with gr.Blocks(title="RVOS demo", analytics_enabled=False, delete_cache=(3600, 3600)) as app:
         gr.Markdown(f"## Referring video object segmentation\n{title}")
         with gr.Row():
             with gr.Column():
