@@ -165,6 +165,12 @@ def test_demo_masks_equal_the_predictors(world, demo_server, tmp_path):
     with zipfile.ZipFile(io.BytesIO(archive)) as handle:
         names = set(handle.namelist())
         assert json.loads(handle.read("expressions.json")) == {"0": world["texts"][0], "1": world["texts"][1]}
+        rle, expected_rle = json.loads(handle.read("masks_rle.json")), expected.to_rle()
+        for got, want in zip(rle, expected_rle):  # another process: scores equal to float tolerance
+            assert [f["segmentation"] for f in got["frames"]] == [f["segmentation"] for f in want["frames"]]
+            assert [f["score"] for f in got["frames"]] == pytest.approx([f["score"] for f in want["frames"]],
+                                                                         abs=1e-4, rel=1e-4)
+        assert len(rle) == len(expected_rle)
         for exp_id, masks in enumerate(expected.masks):
             assert masks.shape == (FRAME_CAP, *frames.shape[1:3])
             assert 0.05 < masks.mean() < 0.95, "masks all empty or all full: the comparison would prove nothing"

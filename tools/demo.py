@@ -62,6 +62,8 @@ class DemoSettings:
 
 @dataclass
 class DemoOutput:
+    """One run's files (the overlay mp4, the zip of masks) and the sentence shown with them."""
+
     overlay: Path
     masks_zip: Path
     message: str
@@ -173,13 +175,15 @@ class DemoSession:
 
 
 def write_masks_zip(result, expressions: Sequence[str], run_dir: Path) -> Path:
-    """masks.zip: ``<exp_id>/<frame>.png`` as ``save_pngs`` writes them, and expressions.json {exp_id: text}."""
-    masks_dir = result.save_pngs(run_dir / "masks")
-    (Path(masks_dir) / "expressions.json").write_text(json.dumps({str(i): text for i, text in enumerate(expressions)},
-                                                                 indent=1))
+    """masks.zip: ``<exp_id>/<frame>.png`` as ``save_pngs`` writes them, ``expressions.json`` {exp_id: text as
+    typed} and ``masks_rle.json`` (``to_rle``: COCO RLE and score per frame and expression)."""
+    masks_dir = Path(result.save_pngs(run_dir / "masks"))
+    (masks_dir / "expressions.json").write_text(json.dumps({str(i): text for i, text in enumerate(expressions)},
+                                                           indent=1))
+    (masks_dir / "masks_rle.json").write_text(json.dumps(result.to_rle()))
     archive = run_dir / "masks.zip"
     with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as handle:
-        for path in sorted(Path(masks_dir).rglob("*")):
+        for path in sorted(masks_dir.rglob("*")):
             if path.is_file():
                 handle.write(path, path.relative_to(masks_dir).as_posix())
     return archive
