@@ -147,3 +147,14 @@ def test_report_needs_per_expression_scores(tmp_path):
     with pytest.raises(SystemExit):
         evaluate(["--protocol", "davis", "--davis-root", str(tmp_path), "--results", str(tmp_path),
                   "--report", str(tmp_path / "report")])
+
+
+def test_expression_kinds_file_is_checked(tmp_path):
+    from rvos.evaluation.expressions import load_expression_kinds
+
+    bad = tmp_path / "kinds.json"
+    bad.write_text(json.dumps({"expressions": [{"video": "v", "exp_id": "0"}]}))
+    with pytest.raises(ValueError, match="kinds.json"):
+        load_expression_kinds(bad)
+    bad.write_text(json.dumps({"expressions": [{"video": "v", "exp_id": 0, "kind": "motion"}]}))
+    assert load_expression_kinds(bad) == {("v", "0"): "motion"}
