@@ -7,7 +7,6 @@ folder can be copied or served as it is.
 """
 import html
 import logging
-import shutil
 from pathlib import Path
 from typing import Dict, List, Mapping, Optional, Sequence
 
@@ -48,7 +47,8 @@ figcaption { font-size: 0.9em; max-width: 30em; }
 def write_report(out_dir: Path, title: str, scores: Sequence[ExpressionScore],
                  masks: Optional[FolderExpressionMasks] = None, worst: int = DEFAULT_WORST,
                  details: Optional[Mapping[str, str]] = None) -> Path:
-    """Write the report folder ``out_dir`` and return its page.
+    """Write the report folder ``out_dir`` (its page and ``images/``; files of an earlier report are overwritten,
+    nothing else is touched) and return its page.
 
     scores: every scored expression; masks: where the worst ``worst`` expressions' frames and masks come from
     (no GIFs without it); details: lines shown under the title (e.g. the prediction folder).
@@ -57,9 +57,7 @@ def write_report(out_dir: Path, title: str, scores: Sequence[ExpressionScore],
         raise ValueError("no scored expression to report")
     out_dir = Path(out_dir)
     images = out_dir / IMAGES_DIR
-    if images.exists():
-        shutil.rmtree(images)
-    images.mkdir(parents=True)
+    images.mkdir(parents=True, exist_ok=True)
     summary = summarise_scores(scores)
     by_kind = scores_by_kind(scores)
     plot = write_distribution_plot(scores, images / "jf_distribution.png")
@@ -71,7 +69,7 @@ def write_report(out_dir: Path, title: str, scores: Sequence[ExpressionScore],
             gifs[score.key] = gif.relative_to(out_dir).as_posix()
     page = out_dir / REPORT_PAGE
     page.write_text(_page(title, details or {}, summary, by_kind, plot.relative_to(out_dir).as_posix(),
-                          worst_scores, gifs, scores, masks is not None))
+                          worst_scores, gifs, scores, masks is not None), encoding="utf-8")
     logger.info("report written to %s", page)
     return page
 
