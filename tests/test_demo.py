@@ -1,6 +1,7 @@
 """The browser demo (tools/demo.py): started as a user starts it, on a free port of 127.0.0.1, driven in a real
 headless Chromium: upload a synthetic mp4, type two expressions, run, and the zip of masks the page returns equals
 the Predictor's masks for the same input; bad uploads get a sentence on the page. Plus the upload checks alone."""
+import importlib.util
 import io
 import json
 import subprocess
@@ -15,7 +16,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from browser import browser_page, free_port
+from browser import browser_page, free_port, missing_extra
 from rvos import Predictor
 from rvos.datasets.synthetic import make_dataset
 from rvos.predict.writers import load_logits
@@ -73,6 +74,8 @@ def model_options(world) -> dict:
 @pytest.fixture(scope="module")
 def demo_server(world):
     """``python tools/demo.py --resume CKPT ...`` on a free port; yields its URL; stopped afterwards."""
+    if importlib.util.find_spec("gradio") is None:
+        missing_extra("the gradio package")
     port = free_port()
     argv = [sys.executable, str(REPO_ROOT / "tools" / "demo.py"), "--resume", str(world["checkpoint"]),
             "--port", str(port), "--frame-cap", str(FRAME_CAP), "--short-side", SHORT_SIDE,
