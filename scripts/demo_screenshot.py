@@ -38,6 +38,8 @@ def main(argv=None) -> None:
     parser.add_argument("--frame-cap", type=int, default=demo.CPU_FRAME_CAP)
     parser.add_argument("--short-side", type=int, default=demo.CPU_SHORT_SIDE)
     parser.add_argument("--out", type=Path, default=Path("docs/demo.png"))
+    parser.add_argument("--seek", type=float, default=0.5, help="where the overlay video is shown, as a fraction "
+                        "of its duration (default: 0.5)")
     parser.add_argument("--chromium", default=shutil.which("chromium") or shutil.which("chromium-browser"))
     args = parser.parse_args(argv)
     if not args.chromium:
@@ -65,8 +67,8 @@ def main(argv=None) -> None:
                 page.wait_for_function("() => (document.querySelector('#status')?.innerText || '')"
                                        ".includes('Segmented')", timeout=RUN_TIMEOUT_MS)
                 page.wait_for_function("() => document.querySelector('#overlay video')?.readyState >= 2")
-                page.evaluate("() => { const v = document.querySelector('#overlay video');"
-                              " v.currentTime = v.duration / 2; }")
+                page.evaluate("seek => { const v = document.querySelector('#overlay video');"
+                              " v.currentTime = v.duration * seek; }", args.seek)
                 page.wait_for_timeout(500)
                 shot = scratch / "page.png"
                 page.screenshot(path=str(shot), full_page=True)
