@@ -22,7 +22,7 @@ if [ ! -f "$stamp" ]; then
     touch "$stamp"
 fi
 # The browser tests (demo, HTML report) drive Debian's chromium through playwright: install it where it is missing.
-if [ "${RVOS_SKIP_EXTRAS:-0}" != "1" ] && ! command -v chromium >/dev/null 2>&1; then
+if [ "${RVOS_SKIP_EXTRAS:-0}" != "1" ] && [ -z "${RVOS_CHROMIUM:-}" ] && ! command -v chromium >/dev/null 2>&1; then
     if command -v apt-get >/dev/null 2>&1; then
         as_root=""
         if [ "$(id -u)" != "0" ]; then as_root="sudo"; fi
