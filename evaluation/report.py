@@ -21,7 +21,7 @@ def format_table(title: str, rows: Mapping[str, Mapping[str, float]], columns: S
     widths = [max(len(header), 6) for header in headers]
     lines = [title, " " * label_width + "".join(f"  {h:>{w}}" for h, w in zip(headers, widths))]
     for label, values in rows.items():
-        cells = "".join(f"  {_percent(values[column]):>{w}}" for column, w in zip(columns, widths))
+        cells = "".join(f"  {percent(values[column]):>{w}}" for column, w in zip(columns, widths))
         lines.append(f"{label:<{label_width}}{cells}")
     return "\n".join(lines)
 
@@ -35,7 +35,8 @@ def save_json(results: Mapping, path: Path) -> Path:
     return path
 
 
-def _percent(value: float) -> str:
+def percent(value: float) -> str:
+    """A fraction as a percentage with one decimal (``nan`` for None / NaN)."""
     return "nan" if value is None or math.isnan(value) else f"{100 * value:.1f}"
 
 

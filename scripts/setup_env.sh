@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Create (or reuse) the virtual environment .venv with pinned torch, the project requirements and the optional
-# extras (requirements-extras.txt; RVOS_SKIP_EXTRAS=1 skips them), and build the MultiScaleDeformableAttention
-# CUDA extension when a CUDA toolkit is present.
+# extras (requirements-extras.txt, and Debian's chromium for the browser tests; RVOS_SKIP_EXTRAS=1 skips them),
+# and build the MultiScaleDeformableAttention CUDA extension when a CUDA toolkit is present.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 TORCH_VERSION="${TORCH_VERSION:-2.14.1}"
@@ -20,6 +20,18 @@ if [ ! -f "$stamp" ]; then
         python -m pip install -q -r requirements-extras.txt "torch==${TORCH_VERSION}" "torchvision==${TORCHVISION_VERSION}"
     fi
     touch "$stamp"
+fi
+# The browser tests (demo, HTML report) drive Debian's chromium through playwright: install it where it is missing.
+if [ "${RVOS_SKIP_EXTRAS:-0}" != "1" ] && [ -z "${RVOS_CHROMIUM:-}" ] && ! command -v chromium >/dev/null 2>&1; then
+    if command -v apt-get >/dev/null 2>&1; then
+        as_root=""
+        if [ "$(id -u)" != "0" ]; then as_root="sudo"; fi
+        $as_root apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive $as_root apt-get install -y -qq chromium > .venv/chromium_install.log
+    else
+        echo "SKIP browser tests: chromium is not installed and there is no apt-get to install it" \
+             "(install Debian's chromium, or set RVOS_CHROMIUM to a Chromium binary)" >&2
+    fi
 fi
 if [ -z "${CUDA_HOME:-}" ] && [ -x /usr/local/cuda/bin/nvcc ]; then
     export CUDA_HOME=/usr/local/cuda

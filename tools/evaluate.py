@@ -13,6 +13,9 @@ Examples:
         --gt data/ytvos/_synthetic_gt/valid/Annotations --results out/valid
 
 The paper-style table is logged; ``--output`` saves every number (per object / expression / image) as JSON.
+``--report DIR`` (ytvos and mevis) also writes an HTML page to look at: the table, the J&F distribution over
+expressions, J&F per expression kind (the synthetic world's ``synthetic_meta.json``, found beside the data or given
+with ``--expression-kinds``) and the worst expressions as GIFs, prediction beside ground truth.
 """
 import argparse
 import logging
@@ -26,6 +29,10 @@ if __package__ in (None, ""):
 from rvos.evaluation import (evaluate_davis, evaluate_mevis, evaluate_refdavis,  # noqa: E402
                                  evaluate_referring_segmentation, save_json, write_davis_csvs)
 from rvos.evaluation.a2d import GT_FILE_NAMES  # noqa: E402
+from rvos.evaluation.expression_masks import (FolderExpressionMasks, MeViSExpressionMasks,  # noqa: E402
+                                              guess_frames_root)
+from rvos.evaluation.expressions import expression_scores, find_sidecar, load_expression_kinds  # noqa: E402
+from rvos.evaluation.html_report import DEFAULT_WORST, write_report  # noqa: E402
 from rvos.evaluation.davis import TASKS  # noqa: E402
 from rvos.evaluation.ytvos import evaluate_expression_folders  # noqa: E402
 from rvos.evaluation.metrics import DEFAULT_BOUND_TH  # noqa: E402
@@ -39,6 +46,7 @@ REQUIRED = {
     "jhmdb": ("gt", "predictions"),
     "ytvos": ("meta", "gt", "results"),
 }
+REPORT_PROTOCOLS = ("ytvos", "mevis")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -81,6 +89,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--results", type=Path,
                         help="predictions: <results>/<seq>/<frame>.png (davis), the folder holding anno_0..anno_3 "
                              "(refdavis), or <results>/<video>/<exp_id>/<frame>.png (mevis)")
+    report = parser.add_argument_group("report (ytvos, mevis)")
+    report.add_argument("--report", type=Path, metavar="DIR",
+                        help="also write an HTML report (DIR/index.html with its images; relative links)")
+    report.add_argument("--report-worst", type=int, default=DEFAULT_WORST, metavar="N",
+                        help=f"how many of the worst expressions the report shows as GIFs (default: {DEFAULT_WORST})")
+    report.add_argument("--frames", type=Path,
+                        help="the split's frame folder <frames>/<video>/<frame>.jpg for the report's GIFs (default: "
+                             "JPEGImages of the meta's split, where the benchmark layout puts it)")
+    report.add_argument("--expression-kinds", type=Path, metavar="FILE",
+                        help="JSON listing expressions: [{video, exp_id, kind}] (default: the synthetic world's "
+                             "synthetic_meta.json beside the data, if any)")
     parser.add_argument("--bound-th", type=float, default=DEFAULT_BOUND_TH,
                         help="boundary F tolerance: fraction of the image diagonal if < 1, else pixels "
                              f"(default: {DEFAULT_BOUND_TH})")
@@ -118,11 +137,33 @@ def main(argv=None) -> dict:
     missing = [f"--{name.replace('_', '-')}" for name in REQUIRED[args.protocol] if getattr(args, name) is None]
     if missing:
         parser.error(f"--protocol {args.protocol} needs {' and '.join(missing)}")
+    if args.report is not None and args.protocol not in REPORT_PROTOCOLS:
+        parser.error(f"--report needs per-expression scores: --protocol {' or '.join(REPORT_PROTOCOLS)}")
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     results = {"protocol": args.protocol, **run(args)}
     if args.output:
         logging.getLogger(__name__).info("results saved to %s", save_json(results, args.output))
+    if args.report is not None:
+        write_evaluation_report(args, results)
     return results
+
+
+def write_evaluation_report(args: argparse.Namespace, results: dict) -> Path:
+    """The HTML report of a ytvos / mevis evaluation (``--report``)."""
+    data_paths = (args.meta, args.gt, args.mevis_root)
+    kinds_file = args.expression_kinds or find_sidecar(data_paths)
+    kinds = load_expression_kinds(kinds_file) if kinds_file is not None else None
+    scores = expression_scores(results["per_expression"], args.meta, args.protocol, kinds)
+    frames = args.frames or guess_frames_root(args.meta)
+    if args.protocol == "mevis":
+        masks = MeViSExpressionMasks(args.meta, args.mask_dict, args.results, frames)
+    else:
+        masks = FolderExpressionMasks(args.meta, args.gt, args.results, frames)
+    details = {"predictions": str(args.results), "expressions": str(args.meta),
+               "frames": str(frames) if frames is not None else "not found (masks drawn on grey)",
+               "expression kinds": str(kinds_file) if kinds_file is not None else "not known"}
+    return write_report(args.report, f"{args.protocol} evaluation: {args.results.name}", scores, masks,
+                        worst=args.report_worst, details=details)
 
 
 if __name__ == "__main__":

@@ -117,13 +117,24 @@ def blend_masks(frame: np.ndarray, masks: Sequence[Optional[np.ndarray]], alpha:
     return out.round().clip(0, 255).astype(np.uint8)
 
 
-def draw_legend(frame: np.ndarray, captions: Sequence[str]) -> np.ndarray:
-    """Write each caption in its expression colour at the top-left corner (PIL's built-in font)."""
+def outline_mask(frame: np.ndarray, mask: np.ndarray, colour: Tuple[int, int, int] = (255, 255, 255)) -> np.ndarray:
+    """frame [H, W, 3] uint8 with the inner boundary of ``mask`` [H, W] bool (pixels of the mask with a 4-neighbour
+    outside it or on the frame's edge) drawn in ``colour``."""
+    padded = np.pad(mask, 1, constant_values=False)
+    interior = padded[:-2, 1:-1] & padded[2:, 1:-1] & padded[1:-1, :-2] & padded[1:-1, 2:]
+    out = frame.copy()
+    out[mask & ~interior] = colour
+    return out
+
+
+def draw_legend(frame: np.ndarray, captions: Sequence[str], numbered: bool = True) -> np.ndarray:
+    """Write each caption in its expression colour at the top-left corner (PIL's built-in font), prefixed with
+    its index when ``numbered``."""
     image = Image.fromarray(frame)
     draw = ImageDraw.Draw(image)
     y = 2
     for index, caption in enumerate(captions):
-        text = f"{index}: {caption}"
+        text = f"{index}: {caption}" if numbered else caption
         left, top, right, bottom = draw.textbbox((4, y), text)
         draw.rectangle((left - 2, top - 1, right + 2, bottom + 1), fill=(0, 0, 0))
         draw.text((4, y), text, fill=overlay_colour(index))
