@@ -1,7 +1,6 @@
 """The synthetic generator writes each benchmark's real layout with real, decodable files."""
 import csv
 import json
-import pickle
 import re
 import subprocess
 import sys
@@ -18,6 +17,7 @@ from pycocotools import mask as mask_utils
 from rvos.datasets.synthetic import HELD_OUT_DIR, SIDECAR_NAME, make_dataset
 from rvos.datasets.categories import DAVIS_CATEGORIES, YTVOS_CATEGORIES
 from rvos.datasets.synthetic.world import COLOURS
+from rvos.util.safe_pickle import load_plain_pickle
 from rvos.tools.make_synthetic_data import main as make_synthetic_data
 
 REPO = Path(__file__).resolve().parents[1]
@@ -376,7 +376,7 @@ def test_refcoco_converted_files(roots):
             assert any(re.search(r"\b(left|right)\b", c) for c in captions)
         if name == "refcoco+":
             assert not any(location.search(c) for c in captions)
-        refs = pickle.load(open(root / name / ("refs(umd).p" if name == "refcocog" else "refs(unc).p"), "rb"))
+        refs = load_plain_pickle(root / name / ("refs(umd).p" if name == "refcocog" else "refs(unc).p"))
         keys = {"ref_id", "ann_id", "image_id", "category_id", "split", "file_name", "sent_ids", "sentences"}
         assert keys <= set(refs[0])
         assert re.fullmatch(r"COCO_train2014_\d{12}_\d+\.jpg", refs[0]["file_name"])

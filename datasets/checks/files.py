@@ -9,13 +9,14 @@ from __future__ import annotations
 import csv
 import io
 import json
-import pickle
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable, Iterable, Optional, Sequence
 
 import numpy as np
 from PIL import Image, ImageFile
+
+from rvos.util.safe_pickle import load_plain_pickle
 
 from .report import Report
 
@@ -64,13 +65,13 @@ def load_json(report: Report, path: Path, what: str = "JSON file") -> Optional[A
 
 
 def load_pickle(report: Report, path: Path) -> Optional[Any]:
+    """The plain data of a pickle (``util.safe_pickle``: nothing in it is run), or None after recording why not."""
     if not require_file(report, path, "pickle file"):
         return None
     try:
-        with open(path, "rb") as handle:
-            return pickle.load(handle)
-    except Exception as error:  # a corrupt pickle can raise almost anything
-        report.add(path, f"cannot unpickle: {error}")
+        return load_plain_pickle(path)
+    except Exception as error:  # a corrupt pickle can raise almost anything; the message names the file
+        report.add(path, f"cannot unpickle: {str(error).removeprefix(f'{path}: ')}")
         return None
 
 
