@@ -22,28 +22,24 @@ from torch.utils.data import Dataset
 
 from rvos.datasets.clip_sampler import sample_clip_indices
 from rvos.util.box_ops import masks_to_boxes
+from rvos.util.video_io import read_image_rgb as read_rgb  # every loader's frame reader: errors name the file
 
 Transform = Callable[[List[Image.Image], dict], Tuple[Any, dict]]
 
 
 def read_json(path: Path) -> Any:
-    """Parse a JSON file; a missing or malformed file is an error naming it."""
+    """Parse a UTF-8 JSON file; a missing, non-UTF-8 or malformed file is an error naming it."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: file not found")
     try:
         with open(path, "r", encoding="utf-8") as f:
             return json.load(f)
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{path}: not UTF-8 text (byte {err.object[err.start:err.start + 1]!r} at offset "
+                         f"{err.start}); JSON files must be UTF-8") from err
     except json.JSONDecodeError as err:
         raise ValueError(f"{path}: not valid JSON ({err})") from err
-
-
-def read_rgb(path: Path) -> Image.Image:
-    """An image file as a PIL RGB image."""
-    if not Path(path).is_file():
-        raise FileNotFoundError(f"{path}: frame not found")
-    with Image.open(path) as image:
-        return image.convert("RGB")
 
 
 def read_label_map(path: Path) -> np.ndarray:

@@ -16,31 +16,17 @@ from typing import Dict, List, Optional
 import numpy as np
 import torch
 from PIL import Image
-from pycocotools import mask as coco_mask
 
 from rvos.datasets.base import ReferringDataset, check_same_size, make_target, read_json, read_rgb
 from rvos.datasets.image_to_clip import ImageToClipAugmenter
 from rvos.datasets.transforms_image import make_image_transforms
 from rvos.datasets.transforms_video import video_transforms_from_args
+from rvos.util.rle import segmentation_to_mask
 
 logger = logging.getLogger(__name__)
 
 REFCOCO_NAMES = ("refcoco", "refcoco+", "refcocog")
 SHORT_SIDE_REFERENCE_LONG = 640
-
-
-def decode_segmentation(segmentation, height: int, width: int, source: str) -> np.ndarray:
-    """COCO polygons (list) or RLE (dict) -> mask [H, W] bool (the OR over polygon parts)."""
-    if isinstance(segmentation, list):
-        if not segmentation:
-            return np.zeros((height, width), dtype=bool)
-        return coco_mask.decode(coco_mask.frPyObjects(segmentation, height, width)).any(axis=2)
-    if isinstance(segmentation, dict) and "counts" in segmentation:
-        rle = segmentation
-        if isinstance(rle["counts"], list):
-            rle = coco_mask.frPyObjects(rle, height, width)
-        return coco_mask.decode(rle) > 0
-    raise ValueError(f"{source}: unsupported segmentation of type {type(segmentation).__name__}")
 
 
 class ReferringExpressions:
@@ -115,7 +101,7 @@ class _RefExpBase(ReferringDataset):
         if ann is None:
             return ReferredImage(image, info, 0, None, None)
         source = f"{self.expressions.ann_file} (annotation {ann.get('id')})"
-        mask = decode_segmentation(ann["segmentation"], image.height, image.width, source)
+        mask = segmentation_to_mask(ann["segmentation"], image.height, image.width, source)
         check_same_size(image, mask, str(image_path), source)
         x, y, w, h = (float(v) for v in ann["bbox"])
         box = torch.tensor([x, y, x + w, y + h])
