@@ -18,6 +18,7 @@ import torch
 from PIL import Image
 
 from rvos.datasets.base import ReferringDataset, check_same_size, make_target, normalize_caption, read_json
+from rvos.datasets.sentences import expression_text
 from rvos.datasets.clip_sampler import centred_window, sample_clip_indices
 from rvos.datasets.transforms_video import video_transforms_from_args
 
@@ -83,7 +84,8 @@ def read_single_frame_annotations(path: Path) -> List[Tuple[str, str, int, int]]
         if not isinstance(entry, (list, tuple)) or len(entry) != 4:
             raise ValueError(f"{path}: entry {i} is not [query, video_id, frame_idx, instance_id]: {entry!r}")
         query, video_id, frame_idx, instance_id = entry
-        samples.append((str(query), str(video_id), int(frame_idx), int(instance_id)))
+        expression_text(query, path, f"entry {i}")
+        samples.append((query, str(video_id), int(frame_idx), int(instance_id)))
     return samples
 
 
@@ -107,10 +109,11 @@ def derive_single_frame_annotations(root: Path, image_set: str) -> List[Tuple[st
     instances_by_file: Dict[Path, List[float]] = {}
     samples = []
     with open(root / SENTENCES_FILE, newline="", encoding="utf-8") as f:
-        for row in csv.DictReader(f):
+        for line, row in enumerate(csv.DictReader(f), start=2):
             video_id, instance, query = row["video_id"], row["instance_id"].strip(), row["query"]
             if video_id not in videos or not instance.lstrip("-").isdigit():
                 continue
+            expression_text(query, root / SENTENCES_FILE, f"line {line} (video {video_id})")
             instance_id = int(instance)
             for path in sorted((root / MASKS_DIR / video_id).glob("*.h5")):
                 if path not in instances_by_file:

@@ -21,6 +21,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from rvos.datasets.clip_sampler import sample_clip_indices
+from rvos.datasets.sentences import expression_text
 from rvos.util.box_ops import masks_to_boxes
 from rvos.util.video_io import read_image_rgb as read_rgb  # every loader's frame reader: errors name the file
 
@@ -214,9 +215,8 @@ def expression_index(videos: Dict[str, dict], num_frames: int, source: Path,
         if not frames:
             raise ValueError(f"{source}: video {video!r} lists no frames")
         for exp_id, expression in entry["expressions"].items():
-            if "exp" not in expression:
-                raise ValueError(f"{source}: expression {exp_id!r} of video {video!r} has no 'exp' text")
+            text = expression_text(expression.get("exp"), source, f"expression {exp_id!r} of video {video!r}")
             referent, label = describe(video, exp_id, expression)
             for frame_id in range(0, len(frames), num_frames):
-                samples.append(ExpressionClip(video, exp_id, expression["exp"], frames, frame_id, referent, label))
+                samples.append(ExpressionClip(video, exp_id, text, frames, frame_id, referent, label))
     return samples

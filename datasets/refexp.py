@@ -19,6 +19,7 @@ from PIL import Image
 
 from rvos.datasets.base import ReferringDataset, check_same_size, make_target, read_json, read_rgb
 from rvos.datasets.image_to_clip import ImageToClipAugmenter
+from rvos.datasets.sentences import expression_text
 from rvos.datasets.transforms_image import make_image_transforms
 from rvos.datasets.transforms_video import video_transforms_from_args
 from rvos.util.rle import segmentation_to_mask
@@ -46,6 +47,8 @@ class ReferringExpressions:
             if not ann.get("iscrowd", 0):
                 by_image[ann["image_id"]].append(ann)
         self.images = sorted(data["images"], key=lambda image: image["id"])
+        for image in self.images:
+            expression_text(image.get("caption"), self.ann_file, f"image {image.get('id')} (its 'caption')")
         self.annotations = [by_image.get(image["id"], []) for image in self.images]
 
     def __len__(self) -> int:
@@ -73,7 +76,7 @@ class ReferredImage:
     def fields(self) -> dict:
         """Target entries that identify the sentence."""
         return {
-            "caption": self.info.get("caption", ""),
+            "caption": self.info["caption"],
             "image_id": torch.tensor([self.info["id"]]),
             "original_id": self.info.get("original_id"),
             "dataset_name": self.info.get("dataset_name"),

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import List, Sequence
 
 from rvos.datasets.base import normalize_caption
+from rvos.datasets.sentences import expression_text
 from rvos.predict.base import Expression, VideoJob, WindowPlan
 from rvos.predict.benchmarks.binary import BinaryMaskBenchmark
 from rvos.predict.benchmarks.mevis import sub_video_plan
@@ -40,7 +41,8 @@ class VideoBenchmark(BinaryMaskBenchmark):
         texts = list(self.args.text or [])
         if not texts:
             raise ValueError("--video needs at least one --text \"expression\"")
-        expressions = [Expression(str(i), normalize_caption(text)) for i, text in enumerate(texts)]
+        expressions = [Expression(str(i), normalize_caption(expression_text(text, "--text", f"expression {i}")))
+                       for i, text in enumerate(texts)]
         source = self.source
         if source.is_dir():
             files = list_frame_files(source)
