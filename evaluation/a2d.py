@@ -55,8 +55,10 @@ def evaluate_referring_segmentation(gt_path: Path, predictions: Union[Path, Sequ
         source = str(predictions)
         predictions = read_json(Path(predictions))
     predictions = copy.deepcopy(list(predictions))  # loadRes adds keys to the dicts
+    coco_gt = COCO()
+    coco_gt.dataset = read_json(gt_path)
     with contextlib.redirect_stdout(io.StringIO()) as pycocotools_log:
-        coco_gt = COCO(str(gt_path))
+        coco_gt.createIndex()
     _check_image_ids(coco_gt, predictions, gt_path)
     _check_rles(coco_gt, predictions, gt_path, source)
 

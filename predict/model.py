@@ -97,7 +97,7 @@ def build_inference_model(args: argparse.Namespace, explicit: Union[Mapping[str,
                           ) -> Tuple[torch.nn.Module, argparse.Namespace]:
     """The model of ``--resume`` (strictly loaded; rebuilt from its config when it has one) or, with
     ``--allow_random_weights``, of the options with random weights (seeded by ``--seed``), in eval mode on
-    the CPU, and the options it was built from."""
+    the CPU, with its tokenizer read, and the options it was built from."""
     resume = getattr(args, "resume", "")
     if resume:
         ckpt = read_checkpoint(resume)
@@ -121,4 +121,5 @@ def build_inference_model(args: argparse.Namespace, explicit: Union[Mapping[str,
     else:
         raise ValueError("inference needs weights: --resume CHECKPOINT (or --config with --allow_random_weights for "
                          "pipeline tests and benchmarks)")
+    getattr(model, "tokenizer", None)  # read now: a broken tokenizer file stops the run once, before any video
     return model.eval(), model_args
