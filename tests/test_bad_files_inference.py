@@ -14,6 +14,7 @@ from rvos.predict.benchmarks.ytvos import YTVOSBenchmark
 from rvos.predict.submission import check_submission
 from rvos.predict.writers import png_problem
 from test_inference_fixtures import base_args, read_pngs, run_inference, write_checkpoint, write_text_encoder
+from test_write_failures import run_child
 
 
 @pytest.fixture(scope="module")
@@ -104,3 +105,22 @@ def test_a_non_utf8_meta_file_is_named(world, tmp_path):
     with pytest.raises(ValueError, match=rf"{meta}: not UTF-8 text \(byte b'\\xff' at offset 0\)"):
         run_inference(argv)
     assert not (tmp_path / "out" / "valid").exists()
+
+
+def test_inference_whose_zip_hits_a_full_disk_keeps_its_masks_and_a_rerun_only_zips(world, finished, tmp_path):
+    """The zip is written in a child process under a file-size limit that the masks and the log fit in but the zip
+    does not (see ``test_write_failures``)."""
+    zip_size = (finished / "submission_ytvos_valid.zip").stat().st_size
+    largest_other = max(p.stat().st_size for p in finished.rglob("*") if p.is_file() and p.suffix != ".zip")
+    limit = largest_other + 4096
+    assert zip_size > limit, (zip_size, largest_other)
+    out = tmp_path / "out"
+    result = run_child("inference", out, limit, ytvos_argv(world, out))
+    assert result.returncode != 0
+    assert f"cannot write the submission zip {out / 'submission_ytvos_valid.zip'}: no room for it" in result.stderr
+    masks = {p: p.stat().st_mtime_ns for p in (out / "valid").rglob("*.png")}
+    assert len(masks) == sum(1 for _ in (finished / "valid").rglob("*.png"))
+    assert sorted(p.name for p in out.iterdir()) == ["inference.log", "valid"]  # no partial zip is left
+    assert run_inference(ytvos_argv(world, out)) == 0
+    assert {p: p.stat().st_mtime_ns for p in (out / "valid").rglob("*.png")} == masks  # nothing computed again
+    assert check_submission(out / "submission_ytvos_valid.zip", _entries(world, out)) == []
