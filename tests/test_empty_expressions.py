@@ -30,6 +30,23 @@ def copy_of(clean, tmp_path):
     return lambda name: Path(shutil.copytree(clean[name], tmp_path / name))
 
 
+def _edit_json(path: Path, change) -> object:
+    """Apply ``change`` to the parsed JSON file in place; returns the changed data."""
+    data = json.loads(path.read_text())
+    change(data)
+    path.write_text(json.dumps(data))
+    return data
+
+
+def _edit_csv(path: Path, change) -> list:
+    """Apply ``change`` to the rows of a CSV file in place; returns the changed rows."""
+    rows = list(csv.reader(path.open(encoding="utf-8")))
+    change(rows)
+    with path.open("w", encoding="utf-8", newline="") as handle:
+        csv.writer(handle, lineterminator="\n").writerows(rows)
+    return rows
+
+
 def _blank_first_expression(meta_path: Path, text: str = "  ") -> tuple:
     meta = json.loads(meta_path.read_text())
     video = next(iter(meta["videos"]))
@@ -56,29 +73,20 @@ def test_checker_names_an_empty_meta_expression(copy_of, name):
 def test_checker_names_empty_a2d_jhmdb_and_refcoco_sentences(copy_of):
     a2d = copy_of("a2d")
     text_file = a2d / "text_annotations" / "a2d_annotation.txt"
-    rows = list(csv.reader(text_file.open(encoding="utf-8")))
-    rows[1][2] = ""
-    with text_file.open("w", encoding="utf-8", newline="") as handle:
-        csv.writer(handle, lineterminator="\n").writerows(rows)
+    _edit_csv(text_file, lambda rows: rows[1].__setitem__(2, ""))
     derived = a2d / "a2d_sentences_single_frame_train_annotations.json"
-    samples = json.loads(derived.read_text())
-    samples[0][0] = " "
-    derived.write_text(json.dumps(samples))
+    _edit_json(derived, lambda samples: samples[0].__setitem__(0, " "))
     problems = {(p.path, p.message.split(":")[0]) for p in check_dataset("a2d", a2d)}
     assert problems == {(text_file, "data row 1"), (derived, "entry 0")}
 
     jhmdb = copy_of("jhmdb")
     metadata = jhmdb / "jhmdb_sentences_samples_metadata.json"
-    samples = json.loads(metadata.read_text())
-    samples[1][4] = ""
-    metadata.write_text(json.dumps(samples))
+    _edit_json(metadata, lambda samples: samples[1].__setitem__(4, ""))
     assert [(p.path, p.message.split(":")[0]) for p in check_dataset("jhmdb", jhmdb)] == [(metadata, "entry 1")]
 
     coco = copy_of("refcoco")
     split_file = coco / "refcoco" / "instances_refcoco_train.json"
-    data = json.loads(split_file.read_text())
-    data["images"][2]["caption"] = ""
-    split_file.write_text(json.dumps(data))
+    data = _edit_json(split_file, lambda data: data["images"][2].__setitem__("caption", ""))
     problems = check_dataset("refcoco", coco)
     assert [(p.path, p.message) for p in problems] == [(split_file, f"image entry {data['images'][2]['id']}: "
                                                                     "empty 'caption' ''")]
@@ -98,33 +106,24 @@ def test_training_loaders_refuse_an_empty_meta_expression(copy_of, name):
 def test_a2d_jhmdb_and_refcoco_loaders_refuse_empty_sentences(copy_of):
     a2d = copy_of("a2d")
     derived = a2d / "a2d_sentences_single_frame_train_annotations.json"
-    samples = json.loads(derived.read_text())
-    samples[3][0] = ""
-    derived.write_text(json.dumps(samples))
+    _edit_json(derived, lambda samples: samples[3].__setitem__(0, ""))
     with pytest.raises(ValueError, match=rf"{derived}: entry 3 has no expression text"):
         build_dataset("train", SimpleNamespace(a2d_path=str(a2d), num_frames=2, max_size=640), dataset_file="a2d")
     subsets = {row[0]: row[8] for row in csv.reader((a2d / "Release" / "videoset.csv").open(encoding="utf-8"))}
     text_file = a2d / "text_annotations" / "a2d_annotation.txt"
-    rows = list(csv.reader(text_file.open(encoding="utf-8")))
-    rows[2][2] = "   "
-    with text_file.open("w", encoding="utf-8", newline="") as handle:
-        csv.writer(handle, lineterminator="\n").writerows(rows)
+    rows = _edit_csv(text_file, lambda rows: rows[2].__setitem__(2, "   "))
     with pytest.raises(ValueError, match=rf"{text_file}: line 3 \(video {rows[2][0]}\) has no expression text"):
         derive_single_frame_annotations(a2d, "train" if subsets[rows[2][0]] == "0" else "val")
 
     jhmdb = copy_of("jhmdb")
     metadata = jhmdb / "jhmdb_sentences_samples_metadata.json"
-    samples = json.loads(metadata.read_text())
-    samples[0][4] = "\t"
-    metadata.write_text(json.dumps(samples))
+    samples = _edit_json(metadata, lambda samples: samples[0].__setitem__(4, "\t"))
     with pytest.raises(ValueError, match=rf"{metadata}: entry 0 \(video {samples[0][0]}\) has no expression text"):
         build_dataset("val", SimpleNamespace(jhmdb_path=str(jhmdb), num_frames=2), dataset_file="jhmdb")
 
     coco = copy_of("refcoco")
     split_file = coco / "refcoco" / "instances_refcoco_val.json"
-    data = json.loads(split_file.read_text())
-    del data["images"][0]["caption"]
-    split_file.write_text(json.dumps(data))
+    data = _edit_json(split_file, lambda data: data["images"][0].pop("caption"))
     with pytest.raises(ValueError, match=rf"{split_file}: image {data['images'][0]['id']} \(its 'caption'\) has no "
                                          r"expression text \(None\)"):
         build_dataset("val", SimpleNamespace(coco_path=str(coco), masks=True), dataset_file="refcoco")
