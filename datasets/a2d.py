@@ -11,7 +11,6 @@ import logging
 from pathlib import Path
 from typing import Dict, List, Sequence, Tuple
 
-import av
 import h5py
 import numpy as np
 import torch
@@ -21,6 +20,7 @@ from rvos.datasets.base import ReferringDataset, check_same_size, make_target, n
 from rvos.datasets.sentences import expression_text
 from rvos.datasets.clip_sampler import centred_window, sample_clip_indices
 from rvos.datasets.transforms_video import video_transforms_from_args
+from rvos.util.video_io import read_video_frames
 
 logger = logging.getLogger(__name__)
 
@@ -42,14 +42,9 @@ def a2d_image_id(video_id: str, frame_idx: int, instance_id: int) -> str:
 
 
 def read_video_rgb(path: Path) -> np.ndarray:
-    """Decode every frame of a video file -> uint8 [L, H, W, 3] RGB (PyAV)."""
-    if not Path(path).is_file():
-        raise FileNotFoundError(f"{path}: video not found")
-    with av.open(str(path)) as container:
-        frames = [frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)]
-    if not frames:
-        raise ValueError(f"{path}: no decodable video frames")
-    return np.stack(frames)
+    """Decode every frame of a video file -> uint8 [L, H, W, 3] RGB (PyAV, through ``util.video_io``: a missing,
+    truncated or undecodable file is a FrameReadError naming it)."""
+    return np.stack(read_video_frames(path))
 
 
 def read_instance_mask(path: Path, instance_id: int) -> np.ndarray:
