@@ -7,6 +7,7 @@ Layout under ``args.a2d_path``: ``Release/<clips dir>/<video>.mp4`` (``clips320H
 and ``text_annotations/{a2d_annotation.txt, a2d_missed_videos.txt}`` when it is absent.
 """
 import csv
+import io
 import logging
 from pathlib import Path
 from typing import Dict, List, Sequence, Tuple
@@ -16,7 +17,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from rvos.datasets.base import ReferringDataset, check_same_size, make_target, normalize_caption, read_json
+from rvos.datasets.base import ReferringDataset, check_same_size, make_target, normalize_caption, read_json, read_text
 from rvos.datasets.sentences import expression_text
 from rvos.datasets.clip_sampler import centred_window, sample_clip_indices
 from rvos.datasets.transforms_video import video_transforms_from_args
@@ -93,17 +94,16 @@ def derive_single_frame_annotations(root: Path, image_set: str) -> List[Tuple[st
     order whose ``instance`` holds the id: ``(query lower-cased, video_id, frame_idx, instance_id)``.
     """
     root = Path(root)
-    missed = set((root / MISSED_VIDEOS_FILE).read_text(encoding="utf-8").split())
+    missed = set(read_text(root / MISSED_VIDEOS_FILE).split())
     subset = str(SUBSET_CODES[image_set])
-    with open(root / VIDEOSET_FILE, newline="", encoding="utf-8") as f:
-        rows = [row for row in csv.reader(f) if row]
+    rows = [row for row in csv.reader(io.StringIO(read_text(root / VIDEOSET_FILE), newline="")) if row]
     bad = [i for i, row in enumerate(rows) if len(row) != 9]
     if bad:
         raise ValueError(f"{root / VIDEOSET_FILE}: row {bad[0] + 1} does not have 9 columns")
     videos = {row[0] for row in rows if row[8].strip() == subset and row[0] not in missed}
     instances_by_file: Dict[Path, List[float]] = {}
     samples = []
-    with open(root / SENTENCES_FILE, newline="", encoding="utf-8") as f:
+    with io.StringIO(read_text(root / SENTENCES_FILE), newline="") as f:
         for line, row in enumerate(csv.DictReader(f), start=2):
             video_id, instance, query = row["video_id"], row["instance_id"].strip(), row["query"]
             if video_id not in videos or not instance.lstrip("-").isdigit():

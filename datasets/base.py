@@ -28,17 +28,24 @@ from rvos.util.video_io import read_image_rgb as read_rgb  # every loader's fram
 Transform = Callable[[List[Image.Image], dict], Tuple[Any, dict]]
 
 
-def read_json(path: Path) -> Any:
-    """Parse a UTF-8 JSON file; a missing, non-UTF-8 or malformed file is an error naming it."""
+def read_text(path: Path) -> str:
+    """A UTF-8 text file; a missing or non-UTF-8 file is an error naming it (and the offending byte)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: file not found")
+    data = path.read_bytes()
     try:
-        with open(path, "r", encoding="utf-8") as f:
-            return json.load(f)
+        return data.decode("utf-8")
     except UnicodeDecodeError as err:
-        raise ValueError(f"{path}: not UTF-8 text (byte {err.object[err.start:err.start + 1]!r} at offset "
-                         f"{err.start}); JSON files must be UTF-8") from err
+        raise ValueError(f"{path}: not UTF-8 text (byte {data[err.start:err.start + 1]!r} at offset {err.start}); "
+                         "annotation files must be UTF-8") from err
+
+
+def read_json(path: Path) -> Any:
+    """Parse a UTF-8 JSON file; a missing, non-UTF-8 or malformed file is an error naming it."""
+    text = read_text(path)
+    try:
+        return json.loads(text)
     except json.JSONDecodeError as err:
         raise ValueError(f"{path}: not valid JSON ({err})") from err
 

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from rvos import opts
+from rvos.datasets.a2d import derive_single_frame_annotations
 from rvos.datasets.registry import build_dataset
 from rvos.datasets.synthetic import make_dataset
 from rvos.models import build_model, load_text_encoder_weights
@@ -55,6 +56,14 @@ def test_a_non_utf8_training_meta_file_is_named(ytvos, tmp_path):
     meta.write_bytes(meta.read_text(encoding="utf-8").encode("latin-1") + b"\xe9")
     with pytest.raises(ValueError, match=rf"{meta}: not UTF-8 text \(byte b'\\xe9' at offset \d+\)"):
         _ytvos_train(root)
+
+
+def test_a_non_utf8_a2d_sentence_file_is_named(tmp_path):
+    root = make_dataset("a2d", tmp_path / "a2d", seed=6, num_frames=10)
+    sentences = root / "text_annotations" / "a2d_annotation.txt"
+    sentences.write_bytes(sentences.read_bytes().replace(b"the", "th\u00e9".encode("latin-1"), 1))
+    with pytest.raises(ValueError, match=rf"{sentences}: not UTF-8 text \(byte b'\\xe9' at offset \d+\)"):
+        derive_single_frame_annotations(root, "train")
 
 
 def _model_args(text_encoder: Path):
