@@ -8,7 +8,7 @@ import argparse
 import copy
 import os
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Collection, Dict, List, Optional
 
 import yaml
 
@@ -176,6 +176,15 @@ def variant_option_defaults(model_name: Optional[str]) -> Dict[str, Any]:
     return dict(all_variants()[model_name].option_defaults) if model_name else {}
 
 
+def apply_variant_defaults(args: argparse.Namespace, model_name: Optional[str], given: Collection[str]) -> None:
+    """Set variant ``model_name``'s own defaults on ``args`` for the options that are not ``given`` (command line,
+    config: ``option_sources``) and still hold ReferFormer's default."""
+    base = get_args_parser()
+    for key, value in variant_option_defaults(model_name).items():
+        if key not in given and getattr(args, key) == base.get_default(key):
+            setattr(args, key, value)
+
+
 class ConfigError(ValueError):
     """A config file is malformed, has an unknown key, or a value of the wrong type."""
 
@@ -307,9 +316,7 @@ def parse_args(argv: Optional[List[str]] = None, parser: Optional[argparse.Argum
         recipe = apply_config(parser, load_config(config_path), config_path)
     args = parser.parse_args(argv)
     args.recipe = recipe
-    for key, value in variant_option_defaults(args.model).items():
-        if key not in sources:
-            setattr(args, key, value)
+    apply_variant_defaults(args, args.model, sources)
     if args.use_fp16 and args.amp is None:
         args.amp = 'fp16'
     if args.local_rank is None and 'LOCAL_RANK' in os.environ:

@@ -11,7 +11,7 @@ from rvos.models import build_model
 from rvos.models.variants import get_variant
 from rvos.models.checkpoint import (CheckpointMismatchError, architecture_options, infer_model_name,
                                    load_state_dict_strict, read_checkpoint)
-from rvos.opts import COMMAND_LINE, variant_option_defaults
+from rvos.opts import COMMAND_LINE, apply_variant_defaults
 
 logger = logging.getLogger(__name__)
 
@@ -69,9 +69,7 @@ def legacy_model_options(args: argparse.Namespace, legacy_config: Optional[dict]
     if "model" in sources and args.model:
         return model_args
     model_args.model = infer_model_name(legacy_config, state_dict)
-    for key, value in variant_option_defaults(model_args.model).items():
-        if key not in sources:
-            setattr(model_args, key, value)
+    apply_variant_defaults(model_args, model_args.model, sources)
     if model_args.model != (args.model or "referformer"):
         logger.info("legacy checkpoint of a %s model: building --model %s", model_args.model, model_args.model)
     return model_args
