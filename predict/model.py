@@ -59,7 +59,7 @@ def model_options_from_config(args: argparse.Namespace, config: dict,
 
 
 def legacy_model_options(args: argparse.Namespace, legacy_config: Optional[dict], state_dict: dict,
-                         explicit: Iterable[str]) -> argparse.Namespace:
+                         explicit: Union[Mapping[str, str], Iterable[str]]) -> argparse.Namespace:
     """``args`` for a legacy checkpoint (pickled Namespace, no config of ours): the variant comes from the
     checkpoint (its variant-only options or its keys) unless ``--model`` was given (on the command line or in the
     --config file), with that variant's own defaults for the options neither sets (``explicit``:
