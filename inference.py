@@ -14,7 +14,7 @@ import argparse
 import logging
 import sys
 from pathlib import Path
-from typing import List, Optional, Set
+from typing import Dict, List, Optional
 
 import torch
 
@@ -71,13 +71,9 @@ def build_parser() -> argparse.ArgumentParser:
     return add_inference_arguments(parser)
 
 
-def explicit_options(argv: Optional[List[str]]) -> Set[str]:
-    """The options given on the command line (not taken from defaults or a config file)."""
-    probe = build_parser()
-    for action in probe._actions:
-        action.default = argparse.SUPPRESS
-    namespace, _ = probe.parse_known_args(argv)
-    return set(vars(namespace))
+def explicit_options(argv: Optional[List[str]]) -> Dict[str, str]:
+    """The options given on the command line or in the --config file, each with where it was given."""
+    return opts.option_sources(argv, build_parser())
 
 
 def _unambiguous(argv: Optional[List[str]]) -> List[str]:

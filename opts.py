@@ -5,9 +5,10 @@ A YAML config sets defaults (it may inherit with ``_base_: other.yaml``); the co
 overrides it; an unknown key, or a value of the wrong type, is an error.
 """
 import argparse
+import copy
 import os
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Collection, Dict, List, Optional
 
 import yaml
 
@@ -15,6 +16,8 @@ from rvos.models.variants import MODEL_NAMES, all_variants
 
 # Keys a config file may carry that describe the recipe rather than set an option.
 RECIPE_KEYS = ("description", "paper", "notes")
+# Where an option was set (``option_sources``) when not in the config file.
+COMMAND_LINE = "the command line"
 
 
 def _add_optimisation(p):
@@ -173,18 +176,49 @@ def variant_option_defaults(model_name: Optional[str]) -> Dict[str, Any]:
     return dict(all_variants()[model_name].option_defaults) if model_name else {}
 
 
+def apply_variant_defaults(args: argparse.Namespace, model_name: Optional[str], given: Collection[str]) -> None:
+    """Set variant ``model_name``'s own defaults on ``args`` for the options that are not ``given`` (command line,
+    config: ``option_sources``) and still hold ReferFormer's default."""
+    base = get_args_parser()
+    for key, value in variant_option_defaults(model_name).items():
+        if key not in given and getattr(args, key) == base.get_default(key):
+            setattr(args, key, value)
+
+
 class ConfigError(ValueError):
     """A config file is malformed, has an unknown key, or a value of the wrong type."""
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses a key written twice in one mapping (PyYAML silently keeps the last)."""
+
+    def construct_mapping(self, node, deep=False):
+        lines: Dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node, deep=deep)
+            line = key_node.start_mark.line + 1
+            if isinstance(key, (str, int, float, bool)) and key in lines:
+                raise ConfigError(f"key '{key}' is written twice (lines {lines[key]} and {line}); only one value "
+                                  "can apply")
+            lines[key] = line
+        return super().construct_mapping(node, deep=deep)
+
+
 def load_config(path: str, _seen: Optional[List[Path]] = None) -> Dict[str, Any]:
-    """Read a YAML recipe, resolving ``_base_`` (a path or list of paths, relative to the file)."""
+    """Read a YAML recipe, resolving ``_base_`` (a path or list of paths, relative to the file). A key
+    repeated within one file is an error naming the file, the key and its lines."""
     path = Path(path)
     seen = (_seen or []) + [path.resolve()]
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader) or {}
     except FileNotFoundError:
         raise ConfigError(f"config file {path} does not exist") from None
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"config file {path} is not UTF-8 text ({err})") from None
+    except ConfigError as err:
+        raise ConfigError(f"config file {path}: {err}") from None
     except yaml.YAMLError as err:
         raise ConfigError(f"config file {path} is not valid YAML: {err}") from None
     if not isinstance(data, dict):
@@ -249,21 +283,40 @@ def apply_config(parser: argparse.ArgumentParser, config: Dict[str, Any], source
     return recipe
 
 
-def parse_args(argv: Optional[List[str]] = None, parser: Optional[argparse.ArgumentParser] = None) -> argparse.Namespace:
-    """Parse ``argv`` (default sys.argv) with config-file defaults applied first."""
-    parser = parser or argparse.ArgumentParser(parents=[get_args_parser()])
+def _config_path(argv: Optional[List[str]]) -> Optional[str]:
     config_only = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
     config_only.add_argument('--config', default=None)
-    pre, _ = config_only.parse_known_args(argv)
+    return config_only.parse_known_args(argv)[0].config
+
+
+def option_sources(argv: Optional[List[str]], parser: argparse.ArgumentParser) -> Dict[str, str]:
+    """The options ``argv`` sets, each with where it is set: ``COMMAND_LINE`` or the ``--config`` file's path
+    (the command line wins). Options absent from the result keep the parser's default."""
+    config_path = _config_path(argv)
+    sources = {}
+    if config_path:
+        sources = {key: config_path for key in load_config(config_path) if key not in RECIPE_KEYS}
+    probe = copy.deepcopy(parser)
+    probe._defaults.clear()
+    for action in probe._actions:
+        action.default = argparse.SUPPRESS
+    given, _ = probe.parse_known_args(argv)
+    sources.update(dict.fromkeys((key for key in vars(given) if key != 'config'), COMMAND_LINE))
+    return sources
+
+
+def parse_args(argv: Optional[List[str]] = None, parser: Optional[argparse.ArgumentParser] = None) -> argparse.Namespace:
+    """Parse ``argv`` (default sys.argv) with config-file defaults applied first. The ``--model`` variant's own
+    defaults apply to the options neither the command line nor the config sets."""
+    parser = parser or argparse.ArgumentParser(parents=[get_args_parser()])
+    config_path = _config_path(argv)
+    sources = option_sources(argv, parser)
     recipe: Dict[str, Any] = {}
-    if pre.config:
-        recipe = apply_config(parser, load_config(pre.config), pre.config)
+    if config_path:
+        recipe = apply_config(parser, load_config(config_path), config_path)
     args = parser.parse_args(argv)
     args.recipe = recipe
-    base_defaults = get_args_parser()
-    for key, value in variant_option_defaults(args.model).items():
-        if getattr(args, key) == base_defaults.get_default(key):
-            setattr(args, key, value)
+    apply_variant_defaults(args, args.model, sources)
     if args.use_fp16 and args.amp is None:
         args.amp = 'fp16'
     if args.local_rank is None and 'LOCAL_RANK' in os.environ:

@@ -7,19 +7,21 @@ Layout under ``args.a2d_path``: ``Release/<clips dir>/<video>.mp4`` (``clips320H
 and ``text_annotations/{a2d_annotation.txt, a2d_missed_videos.txt}`` when it is absent.
 """
 import csv
+import io
 import logging
 from pathlib import Path
 from typing import Dict, List, Sequence, Tuple
 
-import av
 import h5py
 import numpy as np
 import torch
 from PIL import Image
 
-from rvos.datasets.base import ReferringDataset, check_same_size, make_target, normalize_caption, read_json
+from rvos.datasets.base import ReferringDataset, check_same_size, make_target, normalize_caption, read_json, read_text
+from rvos.datasets.sentences import expression_text
 from rvos.datasets.clip_sampler import centred_window, sample_clip_indices
 from rvos.datasets.transforms_video import video_transforms_from_args
+from rvos.util.video_io import read_video_frames
 
 logger = logging.getLogger(__name__)
 
@@ -41,14 +43,9 @@ def a2d_image_id(video_id: str, frame_idx: int, instance_id: int) -> str:
 
 
 def read_video_rgb(path: Path) -> np.ndarray:
-    """Decode every frame of a video file -> uint8 [L, H, W, 3] RGB (PyAV)."""
-    if not Path(path).is_file():
-        raise FileNotFoundError(f"{path}: video not found")
-    with av.open(str(path)) as container:
-        frames = [frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)]
-    if not frames:
-        raise ValueError(f"{path}: no decodable video frames")
-    return np.stack(frames)
+    """Decode every frame of a video file -> uint8 [L, H, W, 3] RGB (PyAV, through ``util.video_io``: a missing,
+    truncated or undecodable file is a FrameReadError naming it)."""
+    return np.stack(read_video_frames(path))
 
 
 def read_instance_mask(path: Path, instance_id: int) -> np.ndarray:
@@ -83,7 +80,8 @@ def read_single_frame_annotations(path: Path) -> List[Tuple[str, str, int, int]]
         if not isinstance(entry, (list, tuple)) or len(entry) != 4:
             raise ValueError(f"{path}: entry {i} is not [query, video_id, frame_idx, instance_id]: {entry!r}")
         query, video_id, frame_idx, instance_id = entry
-        samples.append((str(query), str(video_id), int(frame_idx), int(instance_id)))
+        expression_text(query, path, f"entry {i}")
+        samples.append((query, str(video_id), int(frame_idx), int(instance_id)))
     return samples
 
 
@@ -96,21 +94,21 @@ def derive_single_frame_annotations(root: Path, image_set: str) -> List[Tuple[st
     order whose ``instance`` holds the id: ``(query lower-cased, video_id, frame_idx, instance_id)``.
     """
     root = Path(root)
-    missed = set((root / MISSED_VIDEOS_FILE).read_text(encoding="utf-8").split())
+    missed = set(read_text(root / MISSED_VIDEOS_FILE).split())
     subset = str(SUBSET_CODES[image_set])
-    with open(root / VIDEOSET_FILE, newline="", encoding="utf-8") as f:
-        rows = [row for row in csv.reader(f) if row]
+    rows = [row for row in csv.reader(io.StringIO(read_text(root / VIDEOSET_FILE), newline="")) if row]
     bad = [i for i, row in enumerate(rows) if len(row) != 9]
     if bad:
         raise ValueError(f"{root / VIDEOSET_FILE}: row {bad[0] + 1} does not have 9 columns")
     videos = {row[0] for row in rows if row[8].strip() == subset and row[0] not in missed}
     instances_by_file: Dict[Path, List[float]] = {}
     samples = []
-    with open(root / SENTENCES_FILE, newline="", encoding="utf-8") as f:
-        for row in csv.DictReader(f):
+    with io.StringIO(read_text(root / SENTENCES_FILE), newline="") as f:
+        for line, row in enumerate(csv.DictReader(f), start=2):
             video_id, instance, query = row["video_id"], row["instance_id"].strip(), row["query"]
             if video_id not in videos or not instance.lstrip("-").isdigit():
                 continue
+            expression_text(query, root / SENTENCES_FILE, f"line {line} (video {video_id})")
             instance_id = int(instance)
             for path in sorted((root / MASKS_DIR / video_id).glob("*.h5")):
                 if path not in instances_by_file:

@@ -21,29 +21,33 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from rvos.datasets.clip_sampler import sample_clip_indices
+from rvos.datasets.sentences import expression_text
 from rvos.util.box_ops import masks_to_boxes
+from rvos.util.video_io import read_image_rgb as read_rgb  # every loader's frame reader: errors name the file
 
 Transform = Callable[[List[Image.Image], dict], Tuple[Any, dict]]
 
 
-def read_json(path: Path) -> Any:
-    """Parse a JSON file; a missing or malformed file is an error naming it."""
+def read_text(path: Path) -> str:
+    """A UTF-8 text file; a missing or non-UTF-8 file is an error naming it (and the offending byte)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: file not found")
+    data = path.read_bytes()
     try:
-        with open(path, "r", encoding="utf-8") as f:
-            return json.load(f)
+        return data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{path}: not UTF-8 text (byte {data[err.start:err.start + 1]!r} at offset {err.start}); "
+                         "annotation files must be UTF-8") from err
+
+
+def read_json(path: Path) -> Any:
+    """Parse a UTF-8 JSON file; a missing, non-UTF-8 or malformed file is an error naming it."""
+    text = read_text(path)
+    try:
+        return json.loads(text)
     except json.JSONDecodeError as err:
         raise ValueError(f"{path}: not valid JSON ({err})") from err
-
-
-def read_rgb(path: Path) -> Image.Image:
-    """An image file as a PIL RGB image."""
-    if not Path(path).is_file():
-        raise FileNotFoundError(f"{path}: frame not found")
-    with Image.open(path) as image:
-        return image.convert("RGB")
 
 
 def read_label_map(path: Path) -> np.ndarray:
@@ -218,9 +222,8 @@ def expression_index(videos: Dict[str, dict], num_frames: int, source: Path,
         if not frames:
             raise ValueError(f"{source}: video {video!r} lists no frames")
         for exp_id, expression in entry["expressions"].items():
-            if "exp" not in expression:
-                raise ValueError(f"{source}: expression {exp_id!r} of video {video!r} has no 'exp' text")
+            text = expression_text(expression.get("exp"), source, f"expression {exp_id!r} of video {video!r}")
             referent, label = describe(video, exp_id, expression)
             for frame_id in range(0, len(frames), num_frames):
-                samples.append(ExpressionClip(video, exp_id, expression["exp"], frames, frame_id, referent, label))
+                samples.append(ExpressionClip(video, exp_id, text, frames, frame_id, referent, label))
     return samples

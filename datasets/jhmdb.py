@@ -15,6 +15,7 @@ import scipy.io
 import torch
 
 from rvos.datasets.base import ReferringDataset, check_same_size, make_target, normalize_caption, read_json, read_rgb
+from rvos.datasets.sentences import expression_text
 from rvos.datasets.clip_sampler import centred_window
 from rvos.datasets.transforms_video import make_video_transforms
 
@@ -63,7 +64,8 @@ def read_samples_metadata(path: Path) -> List[Sample]:
         if not isinstance(entry, (list, tuple)) or len(entry) != 5:
             raise ValueError(f"{path}: entry {i} is not [video_id, frame_path, mask_path, total_frames, query]")
         video_id, frame_path, mask_path, total_frames, query = entry
-        samples.append((str(video_id), str(frame_path), str(mask_path), int(total_frames), str(query)))
+        expression_text(query, path, f"entry {i} (video {video_id})")
+        samples.append((str(video_id), str(frame_path), str(mask_path), int(total_frames), query))
     return samples
 
 

@@ -2,7 +2,9 @@
 
 Layout: ``<mevis_path>/train/JPEGImages/<video>/<frame>.jpg``, ``train/meta_expressions.json`` (each
 expression has ``anno_id``: a list of global annotation ids) and ``train/mask_dict.json`` (per
-annotation id, one COCO RLE or null per sorted frame), loaded whole into memory.
+annotation id, one COCO RLE or null per sorted frame), loaded whole into memory. Each RLE is checked
+when it is decoded (``util.rle``: its runs must cover the frame; a truncated one is an error naming the
+file, the anno_id and the frame); ``tools/check_dataset.py`` checks them all up front.
 """
 import logging
 from pathlib import Path
@@ -10,11 +12,11 @@ from typing import Dict, List, Optional
 
 import numpy as np
 from PIL import Image
-from pycocotools import mask as coco_mask
 
 from rvos.datasets.base import (ExpressionClip, ExpressionClipDataset, check_same_size, expression_index, read_json,
                            require_train_split)
 from rvos.datasets.transforms_video import video_transforms_from_args
+from rvos.util.rle import decode_rle
 
 logger = logging.getLogger(__name__)
 
@@ -65,10 +67,10 @@ class MeViSDataset(ExpressionClipDataset):
             rle = self.mask_dict[anno_id][position]
             if rle is None:
                 continue
-            mask = coco_mask.decode(rle)
-            check_same_size(frame, mask, str(self.frame_path(sample.video, sample.frames[position])),
-                            f"{self.mask_file} (anno_id {anno_id}, frame {position})")
-            union |= mask.astype(bool)
+            where = f"{self.mask_file} (anno_id {anno_id}, frame {position})"
+            mask = decode_rle(rle, where)
+            check_same_size(frame, mask, str(self.frame_path(sample.video, sample.frames[position])), where)
+            union |= mask
         return union
 
 

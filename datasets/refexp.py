@@ -16,31 +16,18 @@ from typing import Dict, List, Optional
 import numpy as np
 import torch
 from PIL import Image
-from pycocotools import mask as coco_mask
 
 from rvos.datasets.base import ReferringDataset, check_same_size, make_target, read_json, read_rgb
 from rvos.datasets.image_to_clip import ImageToClipAugmenter
+from rvos.datasets.sentences import expression_text
 from rvos.datasets.transforms_image import make_image_transforms
 from rvos.datasets.transforms_video import video_transforms_from_args
+from rvos.util.rle import segmentation_to_mask
 
 logger = logging.getLogger(__name__)
 
 REFCOCO_NAMES = ("refcoco", "refcoco+", "refcocog")
 SHORT_SIDE_REFERENCE_LONG = 640
-
-
-def decode_segmentation(segmentation, height: int, width: int, source: str) -> np.ndarray:
-    """COCO polygons (list) or RLE (dict) -> mask [H, W] bool (the OR over polygon parts)."""
-    if isinstance(segmentation, list):
-        if not segmentation:
-            return np.zeros((height, width), dtype=bool)
-        return coco_mask.decode(coco_mask.frPyObjects(segmentation, height, width)).any(axis=2)
-    if isinstance(segmentation, dict) and "counts" in segmentation:
-        rle = segmentation
-        if isinstance(rle["counts"], list):
-            rle = coco_mask.frPyObjects(rle, height, width)
-        return coco_mask.decode(rle) > 0
-    raise ValueError(f"{source}: unsupported segmentation of type {type(segmentation).__name__}")
 
 
 class ReferringExpressions:
@@ -60,6 +47,8 @@ class ReferringExpressions:
             if not ann.get("iscrowd", 0):
                 by_image[ann["image_id"]].append(ann)
         self.images = sorted(data["images"], key=lambda image: image["id"])
+        for image in self.images:
+            expression_text(image.get("caption"), self.ann_file, f"image {image.get('id')} (its 'caption')")
         self.annotations = [by_image.get(image["id"], []) for image in self.images]
 
     def __len__(self) -> int:
@@ -87,7 +76,7 @@ class ReferredImage:
     def fields(self) -> dict:
         """Target entries that identify the sentence."""
         return {
-            "caption": self.info.get("caption", ""),
+            "caption": self.info["caption"],
             "image_id": torch.tensor([self.info["id"]]),
             "original_id": self.info.get("original_id"),
             "dataset_name": self.info.get("dataset_name"),
@@ -115,7 +104,7 @@ class _RefExpBase(ReferringDataset):
         if ann is None:
             return ReferredImage(image, info, 0, None, None)
         source = f"{self.expressions.ann_file} (annotation {ann.get('id')})"
-        mask = decode_segmentation(ann["segmentation"], image.height, image.width, source)
+        mask = segmentation_to_mask(ann["segmentation"], image.height, image.width, source)
         check_same_size(image, mask, str(image_path), source)
         x, y, w, h = (float(v) for v in ann["bbox"])
         box = torch.tensor([x, y, x + w, y + h])

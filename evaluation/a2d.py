@@ -16,7 +16,6 @@ prediction, raises ``ValueError`` naming the ids.
 import contextlib
 import copy
 import io
-import json
 import logging
 from pathlib import Path
 from typing import Dict, List, Sequence, Union
@@ -25,8 +24,9 @@ import numpy as np
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
+from rvos.datasets.base import read_json
 from rvos.evaluation.report import TABLE_COLUMNS, format_table
-from rvos.util.rle import decode_rles
+from rvos.util.rle import check_rle, decode_rles
 
 logger = logging.getLogger(__name__)
 
@@ -50,13 +50,17 @@ def evaluate_referring_segmentation(gt_path: Path, predictions: Union[Path, Sequ
     gt_path = Path(gt_path)
     if not gt_path.is_file():
         raise FileNotFoundError(f"ground-truth file not found: {gt_path}")
+    source = "predictions"
     if not isinstance(predictions, (list, tuple)):
-        with open(predictions) as handle:
-            predictions = json.load(handle)
+        source = str(predictions)
+        predictions = read_json(Path(predictions))
     predictions = copy.deepcopy(list(predictions))  # loadRes adds keys to the dicts
+    coco_gt = COCO()
+    coco_gt.dataset = read_json(gt_path)
     with contextlib.redirect_stdout(io.StringIO()) as pycocotools_log:
-        coco_gt = COCO(str(gt_path))
+        coco_gt.createIndex()
     _check_image_ids(coco_gt, predictions, gt_path)
+    _check_rles(coco_gt, predictions, gt_path, source)
 
     per_image = top1_per_image(coco_gt, predictions)
     map_predictions = predictions
@@ -94,7 +98,8 @@ def top1_per_image(coco_gt: COCO, predictions: List[dict]) -> Dict[str, Dict]:
         if list(gt_rle["size"]) != list(pred_rle["size"]):
             raise ValueError(f"image {image_id}: predicted mask size {pred_rle['size']} differs from the GT size "
                              f"{gt_rle['size']}")
-        gt_mask, pred_mask = decode_rles([gt_rle, pred_rle])
+        gt_mask, pred_mask = decode_rles([gt_rle, pred_rle], [f"ground truth of image {image_id}",
+                                                              f"top-1 prediction of image {image_id}"])
         intersection = np.float32(np.count_nonzero(gt_mask & pred_mask))
         union = np.float32(np.count_nonzero(gt_mask | pred_mask))
         iou = (intersection + _IOU_EPS) / (union + _IOU_EPS)
@@ -131,3 +136,13 @@ def _check_image_ids(coco_gt: COCO, predictions: List[dict], gt_path: Path) -> N
     unpredicted = sorted(map(str, set(coco_gt.imgs) - predicted))
     if unpredicted:
         raise ValueError(f"{len(unpredicted)} images of {gt_path} have no prediction, e.g. {unpredicted[:5]}")
+
+
+def _check_rles(coco_gt: COCO, predictions: List[dict], gt_path: Path, source: str) -> None:
+    """Every GT and predicted RLE covers its size exactly (pycocotools scores a truncated one as garbage)."""
+    for annotation in coco_gt.anns.values():
+        if isinstance(annotation.get("segmentation"), dict):
+            check_rle(annotation["segmentation"], f"{gt_path} (annotation {annotation.get('id')}, image "
+                                                  f"{annotation.get('image_id')})")
+    for index, prediction in enumerate(predictions):
+        check_rle(prediction.get("segmentation"), f"{source} (prediction {index}, image {prediction.get('image_id')})")

@@ -19,7 +19,6 @@ crashes) and averages over the rest: ``drop_broken_expressions=True`` reproduces
 The frame size comes from the GT RLEs (the official script reads it from a hard-coded ``00000.png``; here the
 first listed frame's PNG is used only when an expression has no RLE at all).
 """
-import json
 import logging
 import multiprocessing
 from pathlib import Path
@@ -29,6 +28,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from rvos.datasets.base import read_json
 from rvos.evaluation.report import TABLE_COLUMNS, format_table
 from rvos.util.rle import decode_rles
 from rvos.evaluation.metrics import DEFAULT_BOUND_TH, region_and_boundary
@@ -54,31 +54,36 @@ def read_prediction_png(path: Path, shape: Optional[Tuple[int, int]] = None) -> 
 
 
 def expression_ground_truth(rles_per_object: Sequence[Sequence[Optional[dict]]], n_frames: int,
-                            shape: Optional[Tuple[int, int]]) -> np.ndarray:
+                            shape: Optional[Tuple[int, int]], names: Optional[Sequence[str]] = None) -> np.ndarray:
     """Union over objects of the per-frame RLEs -> bool [T, H, W].
 
     rles_per_object: for each anno_id, its list of T RLE dicts or None. ``shape`` (H, W) is used when no RLE
-    gives the size (every target absent in every frame).
+    gives the size (every target absent in every frame). ``names`` says where each object's RLEs come from
+    (e.g. ``mask_dict.json (anno_id 3)``): every RLE is checked before it is decoded (``util.rle``) and a bad
+    one is an error naming it and its frame.
     """
-    sizes = {tuple(rle["size"]) for rles in rles_per_object for rle in rles if rle is not None}
+    names = list(names) if names is not None else [f"object {index}" for index in range(len(rles_per_object))]
+    sizes = {tuple(rle["size"]) for rles in rles_per_object for rle in rles if isinstance(rle, dict) and "size" in rle}
     if len(sizes) > 1:
-        raise ValueError(f"RLE sizes differ within one video: {sorted(sizes)}")
+        raise ValueError(f"{', '.join(names)}: RLE sizes differ within one video: {sorted(sizes)}")
     if sizes:
         shape = sizes.pop()
     if shape is None:
         raise ValueError("no RLE and no prediction size: cannot size the ground truth")
     gt = np.zeros((n_frames, *shape), dtype=bool)
-    for rles in rles_per_object:
+    for rles, name in zip(rles_per_object, names):
         if len(rles) != n_frames:
-            raise ValueError(f"mask_dict lists {len(rles)} frames for an object of a video with {n_frames} frames")
+            raise ValueError(f"{name}: mask_dict lists {len(rles)} frames for an object of a video with {n_frames} "
+                             "frames")
         present = [index for index, rle in enumerate(rles) if rle is not None]
         if present:
-            gt[present] |= decode_rles([rles[index] for index in present])
+            gt[present] |= decode_rles([rles[index] for index in present],
+                                       [f"{name}, frame {index}" for index in present])
     return gt
 
 
-def _expression_task(video: str, exp_id: str, frames: Sequence[str], rles_per_object, pred_dir: Path,
-                     bound_th: float) -> Tuple[str, Optional[List[float]], Optional[str]]:
+def _expression_task(video: str, exp_id: str, frames: Sequence[str], rles_per_object, names: Sequence[str],
+                     pred_dir: Path, bound_th: float) -> Tuple[str, Optional[List[float]], Optional[str]]:
     """Score one expression -> (key, [J, F] or None, error message or None). Runs in worker processes."""
     key = f"{video}_{exp_id}"
     try:
@@ -86,7 +91,7 @@ def _expression_task(video: str, exp_id: str, frames: Sequence[str], rles_per_ob
         if not expression_dir.is_dir():
             raise PredictionError(f"prediction folder not found: {expression_dir}")
         first = read_prediction_png(expression_dir / f"{frames[0]}.png")
-        gt = expression_ground_truth(rles_per_object, len(frames), first.shape)
+        gt = expression_ground_truth(rles_per_object, len(frames), first.shape, names)
         pred = np.stack([read_prediction_png(expression_dir / f"{name}.png", gt.shape[1:]) for name in frames])
     except PredictionError as error:
         return key, None, str(error)
@@ -110,10 +115,10 @@ def evaluate_mevis(meta_path: Path, mask_dict_path: Path, pred_dir: Path, worker
     meta_path, mask_dict_path, pred_dir = Path(meta_path), Path(mask_dict_path), Path(pred_dir)
     if not pred_dir.is_dir():
         raise FileNotFoundError(f"prediction folder not found: {pred_dir}")
-    videos = _load_json(meta_path).get("videos")
+    videos = read_json(meta_path).get("videos")
     if not isinstance(videos, dict):
         raise ValueError(f"{meta_path}: no 'videos' mapping (is this a meta_expressions.json?)")
-    mask_dict = _load_json(mask_dict_path)
+    mask_dict = read_json(mask_dict_path)
 
     per_expression: Dict[str, List[float]] = {}
     missing_videos, tasks = [], []
@@ -129,7 +134,8 @@ def evaluate_mevis(meta_path: Path, mask_dict_path: Path, pred_dir: Path, worker
                 continue
             per_expression[key] = None
             rles = [_object_rles(mask_dict, anno_id, mask_dict_path) for anno_id in expression["anno_id"]]
-            tasks.append((video, exp_id, entry["frames"], rles, pred_dir, bound_th))
+            names = [f"{mask_dict_path} (anno_id {anno_id})" for anno_id in expression["anno_id"]]
+            tasks.append((video, exp_id, entry["frames"], rles, names, pred_dir, bound_th))
 
     dropped: Dict[str, str] = {}
     for key, scores, error in _map(tasks, workers):
@@ -167,10 +173,3 @@ def _object_rles(mask_dict: Dict, anno_id, mask_dict_path: Path) -> list:
     if rles is None:
         raise ValueError(f"{mask_dict_path}: no entry for anno_id {anno_id}")
     return rles
-
-
-def _load_json(path: Path):
-    if not path.is_file():
-        raise FileNotFoundError(f"file not found: {path}")
-    with open(path) as handle:
-        return json.load(handle)

@@ -15,6 +15,7 @@ import torch
 from pycocotools import mask as mask_utils
 
 from rvos.evaluation.a2d import GT_FILE_NAMES, evaluate_referring_segmentation
+from rvos.datasets.base import read_json
 from rvos.datasets.refexp import REFCOCO_NAMES, annotation_file
 
 # dataset_file -> the (dataset name, image_set) pairs evaluated, as the original main.py / main_pretrain.py.
@@ -83,7 +84,7 @@ class PredictionMaker:
 def with_rle_segmentations(gt_path: Path, out_dir: Path) -> Path:
     """A copy of a COCO-format ground truth whose polygon segmentations (RefCOCO) are RLE, as the
     referring-segmentation evaluator reads them; the file itself when it has no polygons (A2D, JHMDB)."""
-    data = json.loads(Path(gt_path).read_text())
+    data = read_json(Path(gt_path))
     images = {image["id"]: image for image in data["images"]}
     polygons = [ann for ann in data["annotations"] if isinstance(ann["segmentation"], list)]
     if not polygons:

@@ -5,13 +5,13 @@ truth is on disk as ``<gt_dir>/<video>/<exp_id>/<frame>.png`` (the synthetic wor
 ``_synthetic_gt/<split>/Annotations``), with the MeViS rule: J and F averaged over a video's
 frames per expression, then over expressions.
 """
-import json
 import logging
 from pathlib import Path
 from typing import Dict, Iterable, Mapping, Optional
 
 import numpy as np
 
+from rvos.datasets.base import read_json
 from rvos.evaluation.mevis import PredictionError, read_prediction_png
 from rvos.evaluation.report import TABLE_COLUMNS, format_table
 from rvos.evaluation.metrics import DEFAULT_BOUND_TH, region_and_boundary
@@ -34,7 +34,7 @@ def evaluate_expression_folders(meta_path: Path, gt_root: Path, pred_root: Path,
     Returns ``{"J&F", "J", "F", "n_expressions", "per_expression": {"<video>/<exp_id>": [J, F]}}``. A missing
     prediction PNG raises PredictionError naming it.
     """
-    meta = json.loads(Path(meta_path).read_text())["videos"]
+    meta = read_json(Path(meta_path))["videos"]
     selected = set(videos) if videos is not None else None
     per_expression = {}
     for video, entry in meta.items():

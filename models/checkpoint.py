@@ -33,6 +33,8 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from torch import nn
 
+from rvos.util.write_failure import is_write_failure, write_failure
+
 from .variants import MODEL_NAMES, all_variants
 
 logger = logging.getLogger(__name__)
@@ -498,7 +500,8 @@ def checkpoint_layout(path) -> CheckpointLayout:
 
 def atomic_save(obj, path) -> None:
     """torch.save to a temporary file in the same folder, fsync, then rename over ``path``: a crash
-    mid-save leaves the previous file intact."""
+    mid-save leaves the previous file intact. A failed write (a full disk: torch's "unexpected pos") is an
+    OutputWriteError naming the file and the free space; the temporary file is removed."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
@@ -508,6 +511,11 @@ def atomic_save(obj, path) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except (OSError, RuntimeError) as err:
+        if not is_write_failure(err):
+            raise
+        kept = f"The previous {path.name} is unchanged." if path.exists() else "Nothing was written."
+        raise write_failure(path, err, "checkpoint", kept) from err
     finally:
         if tmp.exists():
             tmp.unlink()

@@ -6,8 +6,11 @@ Hugging Face cache, or a local folder holding ``config.json``, the tokenizer fil
 the weights. Nothing is downloaded. The architectures of roberta-base / roberta-large ship with
 the project (``configs/text_encoders/``), so a model can be built from a checkpoint alone.
 """
+import json
 import logging
 import os
+import pickle
+import zipfile
 from pathlib import Path
 from typing import List, Optional, Tuple
 
@@ -21,11 +24,16 @@ logger = logging.getLogger(__name__)
 
 BUILTIN_CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs" / "text_encoders"
 TOKENIZER_FILE_SETS = (("tokenizer.json",), ("vocab.json", "merges.txt"))
+TOKENIZER_JSON_FILES = ("tokenizer.json", "vocab.json", "tokenizer_config.json", "special_tokens_map.json")
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 
 
 class TextEncoderNotFound(FileNotFoundError):
     """The text encoder (or one of its files) is not available locally."""
+
+
+class TextEncoderFileError(ValueError):
+    """A file of the text encoder exists but cannot be read (truncated, corrupt, not UTF-8, or refused)."""
 
 
 def _missing_help(name: str, what: str) -> str:
@@ -59,6 +67,7 @@ class TextEncoderSource:
 
     def config(self) -> RobertaConfig:
         if self.folder is not None and (self.folder / "config.json").is_file():
+            _check_json(self.folder / "config.json", f"text encoder {self.name!r}: config file")
             return RobertaConfig.from_json_file(str(self.folder / "config.json"))
         builtin = BUILTIN_CONFIG_DIR / f"{self.name}.json"
         if builtin.is_file():
@@ -72,7 +81,14 @@ class TextEncoderSource:
         if not any(all((self.folder / f).is_file() for f in files) for files in TOKENIZER_FILE_SETS):
             raise TextEncoderNotFound(_missing_help(
                 self.name, f"no tokenizer files in {self.folder} (need vocab.json + merges.txt or tokenizer.json)"))
-        return RobertaTokenizerFast.from_pretrained(str(self.folder), local_files_only=True)
+        for name in TOKENIZER_JSON_FILES:
+            _check_json(self.folder / name, f"text encoder {self.name!r}: tokenizer file")
+        try:
+            return RobertaTokenizerFast.from_pretrained(str(self.folder), local_files_only=True)
+        except Exception as err:  # the tokenizers library raises plain Exception for a corrupt file
+            files = [name for files in TOKENIZER_FILE_SETS for name in files if (self.folder / name).is_file()]
+            raise TextEncoderFileError(f"text encoder {self.name!r}: the tokenizer files {files} in {self.folder} "
+                                       f"cannot be read ({type(err).__name__}: {err})") from err
 
     def weights_file(self) -> Path:
         for fname in WEIGHT_FILES:
@@ -91,11 +107,7 @@ def build_roberta(source: TextEncoderSource) -> RobertaModel:
 def load_text_encoder_weights(model: RobertaModel, source: TextEncoderSource) -> None:
     """Load the pretrained RoBERTa weights strictly (the MLM head of a full checkpoint is dropped)."""
     path = source.weights_file()
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-        state = load_file(str(path))
-    else:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+    state = _read_weights(path)
     state = {k[len("roberta."):] if k.startswith("roberta.") else k: v for k, v in state.items()}
     state = {k: v for k, v in state.items() if not k.startswith("lm_head.") and k != "embeddings.position_ids"}
     try:
@@ -103,6 +115,45 @@ def load_text_encoder_weights(model: RobertaModel, source: TextEncoderSource) ->
     except RuntimeError as err:
         raise RuntimeError(f"text encoder weights {path} do not match the {source.name} architecture: {err}") from err
     logger.info("loaded text encoder weights from %s", path)
+
+
+def _check_json(path: Path, what: str) -> None:
+    """A JSON file of the text encoder (when present) must be UTF-8 JSON; TextEncoderFileError naming it otherwise."""
+    if not path.is_file():
+        return
+    try:
+        json.loads(path.read_bytes().decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as err:
+        raise TextEncoderFileError(f"{what} {path} is not valid UTF-8 JSON (truncated or corrupt): {err}") from err
+
+
+def _read_weights(path: Path) -> dict:
+    """The state dict of a ``model.safetensors`` or ``pytorch_model.bin`` (read with ``weights_only=True``);
+    TextEncoderFileError naming the file and what is wrong otherwise."""
+    if path.suffix == ".safetensors":
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+        try:
+            return load_file(str(path))
+        except (SafetensorError, OSError) as err:
+            raise TextEncoderFileError(f"text encoder weights {path} ({path.stat().st_size} bytes) are not a "
+                                       f"readable safetensors file, truncated or corrupt: {err}") from err
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        raise TextEncoderFileError(
+            f"text encoder weights {path}: torch.load(weights_only=True) refuses it: it pickles objects other than "
+            "tensors (loading it could run code) or it is corrupt. Convert it to model.safetensors on a machine you "
+            f"trust, or use the model.safetensors of the same release. ({_refusal_reason(err)})") from err
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as err:
+        raise TextEncoderFileError(f"text encoder weights {path} ({path.stat().st_size} bytes) cannot be read, "
+                                   f"truncated or corrupt: {err}") from err
+
+
+def _refusal_reason(err: Exception) -> str:
+    """The line of torch's weights-only refusal that says what was refused (its first lines are generic advice)."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    return next((line for line in lines if "GLOBAL" in line or "Unsupported" in line), lines[0] if lines else "")
 
 
 class TextEncoding:

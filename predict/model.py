@@ -3,14 +3,15 @@ checkpoints, or random weights for pipeline tests with ``--allow_random_weights`
 import argparse
 import copy
 import logging
-from typing import Iterable, Optional, Tuple
+from typing import Dict, Iterable, Mapping, Optional, Tuple, Union
 
 import torch
 
 from rvos.models import build_model
 from rvos.models.variants import get_variant
-from rvos.models.checkpoint import architecture_options, infer_model_name, load_state_dict_strict, read_checkpoint
-from rvos.opts import get_args_parser, variant_option_defaults
+from rvos.models.checkpoint import (CheckpointMismatchError, architecture_options, infer_model_name,
+                                   load_state_dict_strict, read_checkpoint)
+from rvos.opts import COMMAND_LINE, apply_variant_defaults
 
 logger = logging.getLogger(__name__)
 
@@ -35,46 +36,73 @@ def inference_resize(benchmark, model_name: Optional[str], short_side: Optional[
     return (short_side or benchmark.short_side or default_short_side(model_name)), (max_size or benchmark.max_size)
 
 
-def model_options_from_config(args: argparse.Namespace, config: dict, explicit: Iterable[str]) -> argparse.Namespace:
+def _sources(explicit: Union[Mapping[str, str], Iterable[str]]) -> Dict[str, str]:
+    """``opts.option_sources`` output, or a plain collection of option names (taken as given on the command line)."""
+    return dict(explicit) if isinstance(explicit, Mapping) else dict.fromkeys(explicit, COMMAND_LINE)
+
+
+def _given(key: str, sources: Dict[str, str]) -> str:
+    """How an option was given, for messages: ``--key`` or ``'key' of config.yaml``."""
+    return f"--{key}" if sources[key] == COMMAND_LINE else f"'{key}' of {sources[key]}"
+
+
+def model_options_from_config(args: argparse.Namespace, config: dict,
+                              explicit: Union[Mapping[str, str], Iterable[str]]) -> argparse.Namespace:
     """``args`` with the architecture options of a checkpoint ``config`` (ours). An option given on the command
-    line that the checkpoint contradicts is reported and the checkpoint wins, except ``RUN_OPTIONS``."""
+    line or in the --config file (``explicit``: ``opts.option_sources``) that the checkpoint contradicts is
+    reported and the checkpoint wins, except ``RUN_OPTIONS``."""
     model_args = copy.copy(args)
-    explicit = set(explicit)
+    sources = _sources(explicit)
     for key in architecture_options() + EXTRA_ARCHITECTURE_OPTIONS:
         if key not in config:
             continue
-        if key in RUN_OPTIONS and key in explicit:
+        if key in RUN_OPTIONS and key in sources:
             continue
-        if key in explicit and key not in SILENT_OPTIONS and getattr(args, key, None) != config[key]:
-            logger.warning("--%s %r ignored: the checkpoint was trained with %r", key, getattr(args, key), config[key])
+        if key in sources and key not in SILENT_OPTIONS and getattr(args, key, None) != config[key]:
+            logger.warning("%s %r ignored: the checkpoint was trained with %r", _given(key, sources),
+                           getattr(args, key), config[key])
         setattr(model_args, key, config[key])
     return model_args
 
 
 def legacy_model_options(args: argparse.Namespace, legacy_config: Optional[dict], state_dict: dict,
-                         explicit: Iterable[str]) -> argparse.Namespace:
+                         explicit: Union[Mapping[str, str], Iterable[str]]) -> argparse.Namespace:
     """``args`` for a legacy checkpoint (pickled Namespace, no config of ours): the variant comes from the
-    checkpoint (its variant-only options or its keys) unless ``--model`` was given, with that variant's own
-    defaults for options left at ReferFormer's; the other architecture flags come from the command line."""
+    checkpoint (its variant-only options or its keys) unless ``--model`` was given (on the command line or in the
+    --config file), with that variant's own defaults for the options neither sets (``explicit``:
+    ``opts.option_sources``); the other architecture flags come from the command line."""
     model_args = copy.copy(args)
-    explicit = set(explicit)
-    if "model" in explicit and args.model:
+    sources = _sources(explicit)
+    if "model" in sources and args.model:
         return model_args
     model_args.model = infer_model_name(legacy_config, state_dict)
-    base = get_args_parser()
-    for key, value in variant_option_defaults(model_args.model).items():
-        if key not in explicit and getattr(model_args, key) == base.get_default(key):
-            setattr(model_args, key, value)
+    apply_variant_defaults(model_args, model_args.model, sources)
     if model_args.model != (args.model or "referformer"):
         logger.info("legacy checkpoint of a %s model: building --model %s", model_args.model, model_args.model)
     return model_args
 
 
-def build_inference_model(args: argparse.Namespace,
-                          explicit: Iterable[str] = ()) -> Tuple[torch.nn.Module, argparse.Namespace]:
+def _build_for_checkpoint(model_args: argparse.Namespace, resume, legacy_config: Optional[dict], state_dict: dict,
+                          sources: Dict[str, str]) -> torch.nn.Module:
+    """The model of ``model_args``; options the variant's builder refuses are a CheckpointMismatchError naming the
+    checkpoint, and for a legacy checkpoint whose ``--model`` was given, the variant its keys suggest."""
+    try:
+        return build_model(model_args)[0]
+    except ValueError as err:
+        hint = ""
+        guess = infer_model_name(legacy_config, state_dict) if "model" in sources else None
+        if guess is not None and guess != model_args.model:
+            hint = (f"; the checkpoint looks like a {guess} model and {_given('model', sources)} asks for "
+                    f"{model_args.model}: pass --model {guess} (or leave it out to build what the checkpoint holds)")
+        raise CheckpointMismatchError(f"checkpoint {resume}: cannot build the {model_args.model} model with these "
+                                      f"options ({err}){hint}") from err
+
+
+def build_inference_model(args: argparse.Namespace, explicit: Union[Mapping[str, str], Iterable[str]] = ()
+                          ) -> Tuple[torch.nn.Module, argparse.Namespace]:
     """The model of ``--resume`` (strictly loaded; rebuilt from its config when it has one) or, with
     ``--allow_random_weights``, of the options with random weights (seeded by ``--seed``), in eval mode on
-    the CPU, and the options it was built from."""
+    the CPU, with its tokenizer read, and the options it was built from."""
     resume = getattr(args, "resume", "")
     if resume:
         ckpt = read_checkpoint(resume)
@@ -84,7 +112,8 @@ def build_inference_model(args: argparse.Namespace,
         model_args = (model_options_from_config(args, config, explicit) if config is not None
                       else legacy_model_options(args, legacy_config, ckpt["model"], explicit))
         torch.manual_seed(args.seed)
-        model, _, _ = build_model(model_args)
+        model = _build_for_checkpoint(model_args, resume, legacy_config if config is None else None, ckpt["model"],
+                                      _sources(explicit))
         load_state_dict_strict(model, ckpt["model"], str(resume), ckpt_config=config or legacy_config,
                                model_config=vars(model_args))
         logger.info("loaded %s (%s)", resume, "architecture from its config" if config is not None
@@ -97,4 +126,5 @@ def build_inference_model(args: argparse.Namespace,
     else:
         raise ValueError("inference needs weights: --resume CHECKPOINT (or --config with --allow_random_weights for "
                          "pipeline tests and benchmarks)")
+    getattr(model, "tokenizer", None)  # read now: a broken tokenizer file stops the run once, before any video
     return model.eval(), model_args

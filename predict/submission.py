@@ -9,7 +9,7 @@ import io
 import logging
 import os
 import zipfile
-from collections import defaultdict
+from collections import Counter, defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable, Dict, Iterable, Iterator, List, NamedTuple, Optional, Sequence
@@ -18,6 +18,7 @@ import numpy as np
 from PIL import Image
 
 from rvos.predict.base import VideoJob
+from rvos.util.write_failure import write_failure
 
 logger = logging.getLogger(__name__)
 
@@ -64,6 +65,12 @@ def write_zip(entries: Iterable[SubmissionEntry], path: Path) -> Path:
                 archive.write(entry.prediction, entry.arcname)
                 count += 1
         os.replace(partial, path)
+    except FileNotFoundError:
+        raise
+    except OSError as err:
+        raise write_failure(path, err, "submission zip", f"The {count} prediction files packed so far and the rest "
+                            "are unchanged on disk: once there is room, rerun the same command (it only writes the "
+                            "zip).") from err
     finally:
         if partial.exists():
             partial.unlink()
@@ -133,8 +140,11 @@ def check_submission(zip_path: Path, entries: Iterable[SubmissionEntry]) -> List
         return [f"{zip_path}: not a zip file ({err})"]
     problems: List[str] = []
     with archive:
-        names = [info.filename for info in archive.infolist() if not info.is_dir()]
+        files = [info for info in archive.infolist() if not info.is_dir()]
+        names = [info.filename for info in files]
         present = set(names)
+        problems += [f"{name}: stored {count} times (the server keeps one of them, unpredictably)"
+                     for name, count in sorted(Counter(names).items()) if count > 1]
         by_name: Dict[str, SubmissionEntry] = {entry.arcname: entry for entry in expected}
         problems += _missing_summary([e for e in expected if e.arcname not in present], expected)
         extra = sorted(present - set(by_name))
@@ -143,10 +153,10 @@ def check_submission(zip_path: Path, entries: Iterable[SubmissionEntry]) -> List
             hint = expected[0].arcname.split("/")[0]
             problems.append(f"no expected file found: check the archive root (expected names like "
                             f"{expected[0].arcname!r}, first folder {hint!r})")
-        to_check = [name for name in names if name in by_name]
+        to_check = [info for info in files if info.filename in by_name]  # every copy of a name stored twice
         with ThreadPoolExecutor(CHECK_THREADS) as pool:
             for start in range(0, len(to_check), CHECK_CHUNK):
-                chunk = [(archive.read(name), by_name[name]) for name in to_check[start:start + CHECK_CHUNK]]
+                chunk = [(archive.read(info), by_name[info.filename]) for info in to_check[start:start + CHECK_CHUNK]]
                 results = pool.map(lambda item: (item[1], _png_problem(item[0], item[1].frame)), chunk)
                 problems += [f"{entry.arcname}: {problem}" for entry, problem in results if problem]
     logger.info("checked %d files of %s: %d problems", len(to_check), zip_path, len(problems))

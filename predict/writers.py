@@ -10,8 +10,10 @@ treats a unit as complete when its final path holds everything, and rewrites the
 """
 import io
 import json
+import logging
 import os
 import shutil
+import struct
 from concurrent.futures import Executor, Future
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence
@@ -23,6 +25,8 @@ from PIL import Image
 from rvos.predict.base import Unit, VideoJob, Window
 from rvos.predict.postprocess import ExpressionOutput
 
+
+logger = logging.getLogger(__name__)
 
 LOGITS_FORMAT_VERSION = 1
 
@@ -72,13 +76,32 @@ def save_palette_png(path: Path, labels: np.ndarray, palette: Sequence[int]) -> 
     image.save(path, format="PNG")
 
 
+def png_problem(path: Path) -> Optional[str]:
+    """Why a PNG file is not whole (None when it is): PIL's ``verify`` reads every chunk and checks its CRC,
+    without decoding the pixels, so a truncated or damaged file is found for the cost of reading it."""
+    try:
+        with Image.open(path) as image:
+            image.verify()
+    except (OSError, SyntaxError, ValueError, struct.error) as err:
+        return str(err) or type(err).__name__
+    return None
+
+
 def folder_complete(folder: Path, file_names: Sequence[str]) -> bool:
-    """Whether ``folder`` exists and holds every one of ``file_names``."""
+    """Whether ``folder`` exists and holds every one of ``file_names``, each PNG among them whole (a damaged one
+    is logged and makes the folder incomplete, so that it is computed again)."""
     try:
         present = set(os.listdir(folder))
     except (FileNotFoundError, NotADirectoryError):
         return False
-    return present.issuperset(file_names)
+    if not present.issuperset(file_names):
+        return False
+    for name in file_names:
+        problem = png_problem(Path(folder) / name) if name.endswith(".png") else None
+        if problem is not None:
+            logger.warning("%s is damaged (%s): %s is computed again", Path(folder) / name, problem, folder)
+            return False
+    return True
 
 
 class LogitsStore:

@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from pycocotools import mask as coco_mask
 
 from rvos.datasets.mevis import MeViSDataset
 from rvos.datasets.registry import build_dataset
 from rvos.datasets.synthetic import make_dataset
+from rvos.util.rle import decode_rle
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +32,7 @@ def load_json(path):
 def decoded(entry, height, width):
     if entry is None:
         return np.zeros((height, width), dtype=bool)
-    return coco_mask.decode(entry).astype(bool)
+    return decode_rle(entry, "mask_dict entry")
 
 
 def test_every_frame_is_the_union_of_the_referred_objects(mevis_root):
@@ -72,7 +72,7 @@ def test_null_frames_leave_only_the_other_objects(mevis_root):
         entries = [mask_dict[a][sample.frame_id] for a in sample.referent]
         if len(entries) > 1 and any(e is None for e in entries) and any(e is not None for e in entries):
             _, target = dataset.load_clip(idx)
-            present = [coco_mask.decode(e).astype(bool) for e in entries if e is not None]
+            present = [decode_rle(e, "mask_dict entry") for e in entries if e is not None]
             assert np.array_equal(target["masks"][0].numpy(), np.logical_or.reduce(present))
             checked += 1
     assert checked > 0, "the synthetic data has multi-object frames where one object is null"

@@ -15,6 +15,7 @@ from rvos.datasets.image_to_clip import ImageToClipAugmenter
 from rvos.datasets.refexp import REFCOCO_NAMES, RefExpDataset, RefExpSequenceDataset, build_sequences
 from rvos.datasets.registry import build_dataset
 from rvos.datasets.synthetic import make_dataset
+from rvos.util.rle import decode_rle
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +38,7 @@ def ann_file(root, name="refcoco", split="train"):
 
 def polygon_mask(segmentation, height, width):
     rles = coco_mask.frPyObjects(segmentation, height, width)
-    return np.logical_or.reduce([coco_mask.decode(rle).astype(bool) for rle in rles])
+    return np.logical_or.reduce([decode_rle(rle, "polygon") for rle in rles])
 
 
 def still_augmenter():

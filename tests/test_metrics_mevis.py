@@ -5,10 +5,10 @@ import shutil
 import cv2
 import numpy as np
 import pytest
-from pycocotools import mask as mask_utils
 
 from conftest import REFERENCE_DIR
 from rvos.evaluation.mevis import PredictionError, evaluate_mevis
+from rvos.util.rle import decode_rle
 
 MEVIS = REFERENCE_DIR / "metrics" / "mevis"
 META, MASK_DICT = MEVIS / "valid_u" / "meta_expressions.json", MEVIS / "valid_u" / "mask_dict.json"
@@ -93,7 +93,6 @@ def test_wrong_size_png_is_an_error_naming_it(pred_copy):
         evaluate_mevis(META, MASK_DICT, pred_copy)
 
 
-@pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")  # pycocotools under numpy 2
 def test_ground_truth_written_as_predictions_scores_one(tmp_path):
     """Predictions = union of every expression's decoded RLEs, written as 0/255 PNGs (videos without any RLE
     are skipped: the evaluator then scores them 0 by the missing-video rule)."""
@@ -108,7 +107,7 @@ def test_ground_truth_written_as_predictions_scores_one(tmp_path):
                 union = np.zeros(shape, dtype=bool)
                 for rle in rles:
                     if rle is not None:
-                        union |= mask_utils.decode(rle).astype(bool)
+                        union |= decode_rle(rle, "ground truth")
                 cv2.imwrite(str(folder / f"{frame}.png"), union.astype(np.uint8) * 255)
     results = evaluate_mevis(META, MASK_DICT, tmp_path)
     assert results["J"] == results["F"] == results["J&F"] == 1.0

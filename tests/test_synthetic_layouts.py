@@ -1,7 +1,6 @@
 """The synthetic generator writes each benchmark's real layout with real, decodable files."""
 import csv
 import json
-import pickle
 import re
 import subprocess
 import sys
@@ -18,7 +17,9 @@ from pycocotools import mask as mask_utils
 from rvos.datasets.synthetic import HELD_OUT_DIR, SIDECAR_NAME, make_dataset
 from rvos.datasets.categories import DAVIS_CATEGORIES, YTVOS_CATEGORIES
 from rvos.datasets.synthetic.world import COLOURS
+from rvos.util.safe_pickle import load_plain_pickle
 from rvos.tools.make_synthetic_data import main as make_synthetic_data
+from rvos.util.rle import decode_rle
 
 REPO = Path(__file__).resolve().parents[1]
 KINDS = {"appearance", "motion", "position", "multi"}
@@ -234,7 +235,7 @@ def test_mevis_mask_dict_decodes_to_the_frames(roots):
                             nulls += 1
                             continue
                         assert isinstance(rle["counts"], str) and rle["size"] == list(size)
-                        total[i] += mask_utils.decode(rle)
+                        total[i] += decode_rle(rle, "mask_dict entry")
                 overlaps += int(total.max() >= 2)
     assert {1, 2, 3} <= anno_counts
     assert nulls > 0 and overlaps > 0
@@ -255,7 +256,7 @@ def test_mevis_valid_has_no_ids_and_held_out_ground_truth(roots):
                 for anno in expression["anno_id"]:
                     rle = gt_masks[str(anno)][i]
                     if rle is not None:
-                        decoded = mask_utils.decode(rle).astype(bool)
+                        decoded = decode_rle(rle, "mask_dict entry")
                         union = decoded if union.size == 0 else union | decoded
                 png = np.array(Image.open(root / HELD_OUT_DIR / "valid/Annotations" / vid / exp_id / f"{frame}.png"))
                 assert np.array_equal(png > 0, union if union.size else np.zeros_like(png, dtype=bool))
@@ -317,7 +318,7 @@ def test_a2d_derived_files_agree_with_the_h5(roots):
             instances = list(f["instance"])
             re_mask = np.array(f["reMask"])
         mask = (re_mask[instances.index(int(instance))] if re_mask.ndim == 3 else re_mask).T
-        assert np.array_equal(mask_utils.decode(annotation["segmentation"]), mask)
+        assert np.array_equal(decode_rle(annotation["segmentation"], "annotation"), mask)
 
 
 # ---------------------------------------------------------------- JHMDB-Sentences
@@ -345,7 +346,7 @@ def test_jhmdb_files(roots):
         part_mask = scipy.io.loadmat(root / mask_path[len("./jhmdb_sentences/"):])["part_mask"]
         frame = int(frame_file.stem)
         assert frame <= total == min(part_mask.shape[2], len(list(frame_file.parent.glob("*.png"))))
-        assert np.array_equal(mask_utils.decode(gt[f"v_{video}_f_{frame}"]["segmentation"]), part_mask[:, :, frame - 1])
+        assert np.array_equal(decode_rle(gt[f"v_{video}_f_{frame}"]["segmentation"], "gt"), part_mask[:, :, frame - 1])
 
 
 # ---------------------------------------------------------------- RefCOCO family
@@ -369,14 +370,14 @@ def test_refcoco_converted_files(roots):
                 assert picture.shape[:2] == (image["height"], image["width"])
                 polygons = mask_utils.frPyObjects(annotation["segmentation"], image["height"], image["width"])
                 rle = mask_utils.merge(polygons)
-                mask = mask_utils.decode(rle).astype(bool)
+                mask = decode_rle(rle, "polygons")
                 assert abs(mask.sum() - annotation["area"]) < 1
                 _assert_colour_inside(picture, mask, colour_of_annotation[annotation["original_id"]])
         if name == "refcoco":
             assert any(re.search(r"\b(left|right)\b", c) for c in captions)
         if name == "refcoco+":
             assert not any(location.search(c) for c in captions)
-        refs = pickle.load(open(root / name / ("refs(umd).p" if name == "refcocog" else "refs(unc).p"), "rb"))
+        refs = load_plain_pickle(root / name / ("refs(umd).p" if name == "refcocog" else "refs(unc).p"))
         keys = {"ref_id", "ann_id", "image_id", "category_id", "split", "file_name", "sent_ids", "sentences"}
         assert keys <= set(refs[0])
         assert re.fullmatch(r"COCO_train2014_\d{12}_\d+\.jpg", refs[0]["file_name"])
@@ -395,7 +396,7 @@ def test_video_file_and_sentences(roots):
         assert len(expression["masks"]) == info["num_frames"]
         for t, rle in enumerate(expression["masks"]):
             if rle is not None and mask_utils.area(rle) > 30:
-                _assert_colour_inside(frames[t], mask_utils.decode(rle), colours[str(expression["obj_ids"][0])])
+                _assert_colour_inside(frames[t], decode_rle(rle, "mask_dict entry"), colours[str(expression["obj_ids"][0])])
 
 
 # ---------------------------------------------------------------- command line

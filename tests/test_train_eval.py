@@ -15,6 +15,7 @@ from rvos.opts import parse_args
 from train_support import tiny_args, tiny_world
 from rvos.util.misc import nested_tensor_from_videos_list
 from rvos.evaluation.referring import PredictionMaker, score_predictions
+from rvos.util.rle import decode_rle
 
 ORIG_H, ORIG_W = 48, 60
 GT_BOX = (10, 8, 40, 30)  # x0, y0, x1, y1 of the ground-truth rectangle
@@ -57,7 +58,7 @@ def test_eval_predictions_are_scored_against_coco_ground_truth(tmp_path_factory,
     predictions = evaluate(model, batches, torch.device("cpu"), PredictionMaker(postprocessors))
 
     assert [p["image_id"] for p in predictions] == [i for i in image_ids for _ in range(args.num_queries)]
-    assert all(mask_utils.decode(p["segmentation"]).shape == (ORIG_H, ORIG_W) for p in predictions)
+    assert all(decode_rle(p["segmentation"], "prediction").shape == (ORIG_H, ORIG_W) for p in predictions)
     assert all(0.0 <= p["score"] <= 1.0 for p in predictions)
     gt = ground_truth_file(tmp_path / "gt.json", image_ids, polygon=dataset == "refcoco")
     metrics = score_predictions(gt, predictions)

@@ -17,6 +17,7 @@ second, peak memory (``torch.cuda.max_memory_allocated`` on GPU; the peak reside
 5 ms on CPU), GFLOPs per stage (``torch.utils.flop_counter``: matrix products, convolutions and attention,
 2 FLOPs per multiply-add; element-wise ops and grid sampling are not counted) and whether the two modes'
 masks are identical. Runs alternate between the modes (``--repeats``) and the fastest of each is used.
+``--amp bf16`` (or fp16) runs both modes under autocast, as ``inference.py --amp`` does.
 Both clocks are reported: wall (CUDA-synchronised) and the CPU time of this process (all threads), which is
 the primary one on a CPU because other jobs on a shared machine inflate it less; use ``--threads 1`` there
 (OpenMP threads spinning at barriers inflate CPU time under contention). Several ``--expressions`` values are
@@ -332,8 +333,8 @@ def main(argv=None) -> Dict:
 
         video = load(jobs[counts[0]])
         logger.info("model input %s, %d frames, E = %s, %s", tuple(video.frames.shape[-2:]), args.frames, counts, device)
-        per_exp_engine = InferenceEngine(model, device, per_expression=True)
-        shared_engine = InferenceEngine(model, device, decode_batch=args.decode_batch)
+        per_exp_engine = InferenceEngine(model, device, per_expression=True, amp=args.amp)
+        shared_engine = InferenceEngine(model, device, decode_batch=args.decode_batch, amp=args.amp)
         flops = {} if args.no_flops else count_flops(model, video, jobs[counts[0]], device)
         timer = StageTimer(model, clock)
         shared_engine.run(jobs[counts[0]], video, {0}, Masks(args.threshold))  # warm-up on the same shapes
@@ -359,6 +360,7 @@ def main(argv=None) -> Dict:
         "device": str(device), "torch_threads": torch.get_num_threads(), "frames": args.frames,
         "input_size": list(video.frames.shape[-2:]), "orig_size": [orig_h, orig_w], "repeats": args.repeats,
         "backbone": args.backbone, "text_encoder": args.text_encoder, "decode_batch": args.decode_batch,
+        "amp": args.amp,
         "memory_kind": memory["per_expression"]["memory_kind"], **flops, "rows": rows,
     }
     log_result(result)
@@ -371,7 +373,8 @@ def main(argv=None) -> Dict:
 def log_result(result: Dict) -> None:
     lines = [f"machine: {result['machine']} ({result['device']}, {result['torch_threads']} torch threads)",
              f"input {result['frames']} frames of {result['input_size'][0]}x{result['input_size'][1]} (from "
-             f"{result['orig_size'][0]}x{result['orig_size'][1]} JPEGs), backbone {result['backbone']}"]
+             f"{result['orig_size'][0]}x{result['orig_size'][1]} JPEGs), backbone {result['backbone']}, "
+             f"{result['amp'] or 'fp32'}"]
     if "backbone_gflops" in result:
         lines.append(f"GFLOPs: backbone {result['backbone_gflops']:.1f} per window, text + decode "
                      f"{result['expression_gflops']:.1f} per expression")

@@ -7,6 +7,8 @@ import re
 from pathlib import Path
 from typing import Sequence
 
+from rvos.datasets.sentences import is_sentence
+
 from .files import (check_coco_ground_truth, load_json, parallel, probe_video, read_csv_with_header, read_h5,
                     read_text, require_dir)
 from .report import Report
@@ -49,6 +51,8 @@ def _read_text_rows(report: Report, path: Path) -> list:
     for number, row in enumerate(read_csv_with_header(report, path, TEXT_HEADER), start=2):
         if row[1] != COPY_INSTANCE and not row[1].strip().isdigit():
             report.add(path, f"data row {number - 1}: instance_id {row[1]!r} is not an integer")
+        elif not is_sentence(row[2]):
+            report.add(path, f"data row {number - 1}: empty query {row[2]!r} (video {row[0]})")
         else:
             rows.append(row)
     return rows
@@ -95,6 +99,8 @@ def _check_derived(report: Report, root: Path, videos: set) -> None:
             if not (isinstance(sample, list) and len(sample) == 4 and isinstance(sample[0], str)
                     and isinstance(sample[2], int) and isinstance(sample[3], int)):
                 report.add(path, f"entry {index}: expected [query, video_id, frame_idx (int), instance_id (int)]")
+            elif not is_sentence(sample[0]):
+                report.add(path, f"entry {index}: empty query {sample[0]!r}")
             elif sample[1] not in videos:
                 report.add(path, f"entry {index}: video {sample[1]} is not in Release/videoset.csv")
         report.count(split, "single-frame samples", len(samples))

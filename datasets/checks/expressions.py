@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
+from rvos.datasets.sentences import is_sentence
+
 from .report import Report
 
 ExpressionCheck = Callable[[str, str, dict], None]
@@ -34,6 +36,8 @@ def check_video_entries(report: Report, path: Path, meta, check_expression: Expr
         for exp_id, expression in expressions.items():
             if not isinstance(expression, dict) or not isinstance(expression.get("exp"), str):
                 report.add(path, f"video {video_id} expression {exp_id}: needs a string 'exp'")
+            elif not is_sentence(expression["exp"]):
+                report.add(path, f"video {video_id} expression {exp_id}: empty 'exp' text {expression['exp']!r}")
             else:
                 check_expression(video_id, exp_id, expression)
         usable[video_id] = {"frames": frames, "expressions": expressions}

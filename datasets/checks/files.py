@@ -9,13 +9,15 @@ from __future__ import annotations
 import csv
 import io
 import json
-import pickle
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable, Iterable, Optional, Sequence
 
 import numpy as np
 from PIL import Image, ImageFile
+
+from rvos.util.rle import decode_rle, rle_problem
+from rvos.util.safe_pickle import load_plain_pickle
 
 from .report import Report
 
@@ -64,13 +66,13 @@ def load_json(report: Report, path: Path, what: str = "JSON file") -> Optional[A
 
 
 def load_pickle(report: Report, path: Path) -> Optional[Any]:
+    """The plain data of a pickle (``util.safe_pickle``: nothing in it is run), or None after recording why not."""
     if not require_file(report, path, "pickle file"):
         return None
     try:
-        with open(path, "rb") as handle:
-            return pickle.load(handle)
-    except Exception as error:  # a corrupt pickle can raise almost anything
-        report.add(path, f"cannot unpickle: {error}")
+        return load_plain_pickle(path)
+    except Exception as error:  # a corrupt pickle can raise almost anything; the message names the file
+        report.add(path, f"cannot unpickle: {str(error).removeprefix(f'{path}: ')}")
         return None
 
 
@@ -153,9 +155,8 @@ def is_rle(value: Any) -> bool:
 
 def check_rle(report: Report, path: Path, rle: Any, where: str, size: Optional[tuple[int, int]],
               decode: bool = True) -> None:
-    """Check one COCO RLE dict: str counts, ``size`` equal to the frame size, decodable."""
-    from pycocotools import mask as mask_utils
-
+    """Check one COCO RLE dict: str counts, ``size`` equal to the frame size, runs covering exactly H x W
+    (``util.rle``: a truncated counts string is caught), and decodable."""
     if not is_rle(rle):
         report.add(path, f"{where}: expected null or a COCO RLE dict with 'size' and 'counts'")
         return
@@ -164,10 +165,13 @@ def check_rle(report: Report, path: Path, rle: Any, where: str, size: Optional[t
         return
     if size is not None and tuple(rle["size"]) != tuple(size):
         report.add(path, f"{where}: RLE size {rle['size']} differs from the frame size {list(size)}")
-    if decode:
+    problem = rle_problem(rle)
+    if problem is not None:
+        report.add(path, f"{where}: {problem}")
+    elif decode:
         try:
-            mask_utils.decode({"size": rle["size"], "counts": rle["counts"]})
-        except Exception as error:
+            decode_rle(rle, where)
+        except Exception as error:  # pycocotools raises ValueError, TypeError, ...
             report.add(path, f"{where}: RLE does not decode: {error}")
 
 

@@ -5,6 +5,8 @@ import re
 from pathlib import Path
 from typing import Sequence
 
+from rvos.datasets.sentences import is_sentence
+
 from .files import (check_coco_ground_truth, check_image, load_json, load_mat_variable, parallel,
                     read_csv_with_header)
 from .report import Report
@@ -68,7 +70,9 @@ def _check_metadata(report: Report, root: Path, totals: dict) -> None:
         if not (isinstance(sample, list) and len(sample) == 5 and isinstance(sample[3], int)):
             report.add(path, f"entry {index}: expected [video_id, frame path, mask path, total frames (int), query]")
             continue
-        video_id, frame_path, mask_path, total, _query = sample
+        video_id, frame_path, mask_path, total, query = sample
+        if not is_sentence(query):
+            report.add(path, f"entry {index}: empty query {query!r} (video {video_id})")
         frame_file = resolve_metadata_path(root, frame_path)
         if not frame_file.is_file():
             report.add(path, f"entry {index}: frame {frame_path} does not exist under {root}")
@@ -84,6 +88,9 @@ def _check_metadata(report: Report, root: Path, totals: dict) -> None:
 def check(root: Path, splits: Sequence[str], report: Report, decode: bool = True, workers: int = 1) -> None:
     root = Path(root)
     rows = read_csv_with_header(report, root / "jhmdb_annotation.txt", TEXT_HEADER)
+    for number, (video_id, query) in enumerate(rows, start=1):
+        if not is_sentence(query):
+            report.add(root / "jhmdb_annotation.txt", f"data row {number}: empty query {query!r} (video {video_id})")
     report.count("test", "videos with a sentence", len(rows))
     totals: dict = {}
     parallel([row[0] for row in rows], lambda video_id: _check_video(report, root, video_id, decode, totals), workers)

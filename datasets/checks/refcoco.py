@@ -4,6 +4,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
+from rvos.datasets.sentences import is_sentence
+
 from .files import check_image, is_coco_dict, load_json, load_pickle, parallel
 from .report import Report
 
@@ -45,6 +47,8 @@ def _check_split_file(report: Report, path: Path, split: str, images_seen: dict)
         if missing:
             report.add(path, f"image entry {image.get('id') if isinstance(image, dict) else image!r} lacks {missing}")
             continue
+        if not is_sentence(image["caption"]):
+            report.add(path, f"image entry {image['id']}: empty 'caption' {image['caption']!r}")
         images[image["id"]] = image
         images_seen.setdefault(image["file_name"], (image["height"], image["width"]))
     per_image = {}

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import List, Sequence
 
 from rvos.datasets.base import normalize_caption
+from rvos.datasets.sentences import expression_text
 from rvos.predict.base import Expression, VideoJob, WindowPlan
 from rvos.predict.benchmarks.binary import BinaryMaskBenchmark
 from rvos.predict.benchmarks.mevis import sub_video_plan
@@ -21,12 +22,13 @@ from rvos.util.video_io import (DEFAULT_FPS, VIDEO_EXTENSIONS, count_video_frame
                                 video_fps)
 
 
-def custom_expressions(texts: Sequence[str]) -> List[Expression]:
+def custom_expressions(texts: Sequence[str], source: str = "--text") -> List[Expression]:
     """The expressions of a custom video: each text lower-cased and whitespace-normalised as in training,
-    ``exp_id`` its position."""
+    ``exp_id`` its position; an empty text is an error naming ``source`` and its position."""
     if not texts:
         raise ValueError("a custom video needs at least one expression")
-    return [Expression(str(i), normalize_caption(text)) for i, text in enumerate(texts)]
+    return [Expression(str(i), normalize_caption(expression_text(text, source, f"expression {i}")))
+            for i, text in enumerate(texts)]
 
 
 def video_job(source: Path, texts: Sequence[str]) -> VideoJob:

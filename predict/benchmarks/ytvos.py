@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import List, Tuple
 
 from rvos.datasets.base import read_json
+from rvos.datasets.sentences import expression_text
 from rvos.predict.base import Expression, VideoJob, Window, WindowPlan, check_frame_folder
 from rvos.predict.benchmarks.binary import BinaryMaskBenchmark
 
@@ -30,8 +31,7 @@ def read_meta_videos(path: Path) -> dict:
         if not isinstance(entry, dict) or "frames" not in entry or "expressions" not in entry:
             raise ValueError(f"{path}: video {video!r} lacks 'frames' or 'expressions'")
         for exp_id, expression in entry["expressions"].items():
-            if "exp" not in expression:
-                raise ValueError(f"{path}: expression {exp_id!r} of video {video!r} has no 'exp' text")
+            expression_text(expression.get("exp"), path, f"expression {exp_id!r} of video {video!r}")
     return videos
 
 
