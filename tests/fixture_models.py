@@ -10,6 +10,8 @@ from rvos import opts
 from rvos.models import build_model
 from rvos.models.checkpoint import load_model_checkpoint
 
+from conftest import assert_matches_stats, is_stats_only
+
 
 def text_encoder_folder(fixture: Path, dest: Path) -> Path:
     """A local text-encoder folder (config.json + the fixture's tokenizer files), as a user would make one."""
@@ -54,6 +56,24 @@ def build_fixture_model(fixture: Path, tmp_dir: Path, extra=()):
 def max_abs_diff(a: torch.Tensor, b: torch.Tensor) -> float:
     assert a.shape == b.shape, (a.shape, b.shape)
     return (a.double() - b.double()).abs().max().item()
+
+
+def assert_close(ours: torch.Tensor, ref: torch.Tensor, name: str, tol: float = 1e-4):
+    """Within tol absolute plus tol relative (mask logits reach |x| ~ 75 after many layers)."""
+    assert ours.shape == ref.shape, (name, ours.shape, ref.shape)
+    assert torch.allclose(ours.double(), ref.double(), atol=tol, rtol=tol), (name, max_abs_diff(ours, ref))
+
+
+def assert_record(ours, ref, name: str):
+    """A forward-hook output against the fixture's record (full tensor or statistics)."""
+    if isinstance(ref, (tuple, list)):
+        assert len(ours) == len(ref), name
+        for i, (a, b) in enumerate(zip(ours, ref)):
+            assert_record(a, b, f"{name}[{i}]")
+    elif is_stats_only(ref):
+        assert_matches_stats(ours, ref, atol=1e-4 * max(1.0, abs(ref["min"]), abs(ref["max"])))
+    else:
+        assert_close(ours, ref, name)
 
 
 def run_single_video(model: nn.Module, fixture: Path) -> dict:

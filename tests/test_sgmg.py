@@ -15,8 +15,9 @@ from rvos.models.checkpoint import (CheckpointMismatchError, checkpoint_config, 
 from rvos.models.sgmg.model import SgMg
 from rvos.util.misc import nested_tensor_from_videos_list
 
-from conftest import REFERENCE_DIR, assert_matches_stats, is_stats_only
-from fixture_models import build_fixture_model, fixture_args, max_abs_diff, run_single_video
+from conftest import REFERENCE_DIR
+from fixture_models import (assert_close, assert_record, build_fixture_model, fixture_args, max_abs_diff,
+                            run_single_video)
 
 FIXTURES = REFERENCE_DIR / "fixtures"
 MANIFEST_DIR = REFERENCE_DIR / "manifests"
@@ -28,24 +29,6 @@ SGMG_ARGV = ["--model", "sgmg", "--controller_layers", "2", "--dynamic_mask_chan
 OUTPUT_KEYS = ("pred_logits", "pred_boxes", "pred_masks", "reference_points")
 HOOKED = ("text_proj", "sentence_proj", "input_fft.0", "input_fft_post.0", "fusion_module", "controller",
           "mask_refine")
-
-
-def assert_close(ours: torch.Tensor, ref: torch.Tensor, name: str, tol: float = 1e-4):
-    """Within tol absolute plus tol relative (mask logits reach |x| ~ 75 after many layers)."""
-    assert ours.shape == ref.shape, (name, ours.shape, ref.shape)
-    assert torch.allclose(ours.double(), ref.double(), atol=tol, rtol=tol), (name, max_abs_diff(ours, ref))
-
-
-def assert_record(ours, ref, name: str):
-    """A forward-hook output against the fixture's record (full tensor or statistics)."""
-    if isinstance(ref, (tuple, list)):
-        assert len(ours) == len(ref), name
-        for i, (a, b) in enumerate(zip(ours, ref)):
-            assert_record(a, b, f"{name}[{i}]")
-    elif is_stats_only(ref):
-        assert_matches_stats(ours, ref, atol=1e-4 * max(1.0, abs(ref["min"]), abs(ref["max"])))
-    else:
-        assert_close(ours, ref, name)
 
 
 @pytest.fixture(scope="module")
