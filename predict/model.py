@@ -28,15 +28,30 @@ def default_short_side(model_name: Optional[str]) -> int:
     return get_variant(model_name or "referformer").inference_short_side
 
 
+def same_parameters(name: Optional[str], other: Optional[str]) -> bool:
+    """Whether two variants have the same parameters (a checkpoint of one is one of the other: TFVOS and
+    ReferFormer), so ``--model`` may choose either."""
+    try:
+        return get_variant(name or "referformer").layout() == get_variant(other or "referformer").layout()
+    except ValueError:  # a variant this checkout does not have
+        return False
+
+
 def model_options_from_config(args: argparse.Namespace, config: dict, explicit: Iterable[str]) -> argparse.Namespace:
     """``args`` with the architecture options of a checkpoint ``config`` (ours). An option given on the command
-    line that the checkpoint contradicts is reported and the checkpoint wins, except ``RUN_OPTIONS``."""
+    line that the checkpoint contradicts is reported and the checkpoint wins, except ``RUN_OPTIONS`` and a
+    ``--model`` with the checkpoint's parameters (``same_parameters``)."""
     model_args = copy.copy(args)
     explicit = set(explicit)
     for key in architecture_options() + EXTRA_ARCHITECTURE_OPTIONS:
         if key not in config:
             continue
         if key in RUN_OPTIONS and key in explicit:
+            continue
+        if key == "model" and key in explicit and same_parameters(args.model, config[key]):
+            if args.model != config[key]:
+                logger.info("--model %s on a %s checkpoint: the same parameters, built as %s", args.model,
+                            config[key], args.model)
             continue
         if key in explicit and key not in SILENT_OPTIONS and getattr(args, key, None) != config[key]:
             logger.warning("--%s %r ignored: the checkpoint was trained with %r", key, getattr(args, key), config[key])
