@@ -27,6 +27,7 @@ query chosen per frame, the mask thresholded at the original size, exactly as th
 ``propagate`` runs the same propagation for one expression outside ``inference.py`` (the ensemble's
 mask-prompted propagator).
 """
+import contextlib
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -256,7 +257,7 @@ class Propagator:
 
     def __init__(self, model: torch.nn.Module, device, short_side: int, max_size: Optional[int], threshold: float,
                  size_divisibility: int = 1, per_expression: bool = False, decode_batch: int = 1,
-                 autocast: Callable = torch.autocast):
+                 autocast: Callable = contextlib.nullcontext):
         if not isinstance(model, TFVOS):
             raise ValueError(f"key-frame inference needs the TFVOS model (--model tfvos), got {type(model).__name__}; "
                              "a ReferFormer checkpoint loads into it too (docs/TFVOS.md)")
