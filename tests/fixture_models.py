@@ -84,3 +84,63 @@ def run_single_video(model: nn.Module, fixture: Path) -> dict:
     video = torch.load(fixture / "inputs.pt", weights_only=True)["videos"][single["video_index"]]
     with torch.no_grad():
         return model([video], single["captions"], single["targets"])
+
+
+def run_recorded(model: nn.Module, names, *args, **kwargs):
+    """Eval outputs of ``model(*args, **kwargs)`` and every call of the modules ``names``:
+    {name: [(args, output), ...]} in call order."""
+    model.eval()
+    modules = dict(model.named_modules())
+    records = {name: [] for name in names}
+    handles = [modules[name].register_forward_hook(lambda m, a, out, name=name: records[name].append((a, out)))
+               for name in names]
+    try:
+        with torch.no_grad():
+            out = model(*args, **kwargs)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return out, records
+
+
+def assert_outputs(out: dict, ref: dict, keys, aux: bool = False) -> None:
+    """Eval outputs against a fixture's: the same keys, ``keys`` within tolerance (and the aux outputs')."""
+    assert set(out) == set(ref)
+    for key in keys:
+        assert_close(out[key], ref[key], key)
+    if aux:
+        assert len(out["aux_outputs"]) == len(ref["aux_outputs"])
+        for ours, theirs in zip(out["aux_outputs"], ref["aux_outputs"]):
+            for key in ("pred_logits", "pred_boxes", "pred_masks"):
+                assert_close(ours[key], theirs[key], f"aux {key}")
+
+
+def assert_losses(losses: dict, criterion, ref: dict) -> torch.Tensor:
+    """Every loss of a fixture's ``loss.pt`` within 1e-5 and the weighted total within 1e-4; returns the total."""
+    assert set(losses) == set(ref["loss_dict"])
+    for key, value in ref["loss_dict"].items():
+        assert abs(losses[key].item() - value.item()) <= 1e-5, key
+    total = sum(losses[k] * criterion.weight_dict[k] for k in losses)
+    assert abs(total.item() - ref["total_weighted"].item()) <= 1e-4
+    return total
+
+
+def assert_gradients(model: nn.Module, ref: dict) -> None:
+    """The gradients a fixture recorded, within 1e-4 of their scale."""
+    params = dict(model.named_parameters())
+    for name, grad in ref["grads"].items():
+        assert params[name].grad is not None, name
+        scale = max(1.0, grad.abs().max().item())
+        assert max_abs_diff(params[name].grad, grad) <= 1e-4 * scale, name
+
+
+def assert_train_step(model: nn.Module, criterion, out: dict, targets, ref: dict) -> None:
+    """A train step against a fixture's ``loss.pt``: the losses, the criterion's matching exactly, then (after
+    backward) the recorded gradients."""
+    total = assert_losses(criterion(out, targets), criterion, ref)
+    assert len(criterion.last_indices) == len(ref["matcher_calls_in_criterion"])
+    for ours, theirs in zip(criterion.last_indices, ref["matcher_calls_in_criterion"]):
+        for (q, t), (rq, rt) in zip(ours, theirs):
+            assert torch.equal(q, rq) and torch.equal(t, rt)
+    total.backward()
+    assert_gradients(model, ref)

@@ -1,6 +1,5 @@
 """TFVOS training data: each sampled frame's prompt frame by the original rule, masked with the ground truth, through
 the clip's own transform (or an independent draw, as the original), batched by the collate function; the recipes."""
-import json
 import random
 from pathlib import Path
 from types import SimpleNamespace

@@ -15,7 +15,8 @@ from rvos.models.variants import get_variant
 from rvos.util.misc import nested_tensor_from_videos_list
 
 from conftest import REFERENCE_DIR
-from fixture_models import assert_close, assert_record, build_fixture_model, fixture_args, max_abs_diff, zero_dropout
+from fixture_models import (assert_close, assert_outputs, assert_record, assert_train_step, build_fixture_model,
+                            fixture_args, max_abs_diff, run_recorded, zero_dropout)
 
 FIXTURE = REFERENCE_DIR / "fixtures" / "tfvos_tiny"
 OUTPUT_KEYS = ("pred_logits", "pred_boxes", "pred_masks", "reference_points")
@@ -31,22 +32,6 @@ def tiny(tmp_path_factory):
 @pytest.fixture(scope="module")
 def inputs():
     return torch.load(FIXTURE / "inputs.pt", weights_only=True)
-
-
-def run_recorded(model, names, *args, **kwargs):
-    """Eval outputs and every call of the modules ``names``: {name: [(args, output), ...]}."""
-    model.eval()
-    modules = dict(model.named_modules())
-    records = {name: [] for name in names}
-    handles = [modules[name].register_forward_hook(lambda m, a, out, name=name: records[name].append((a, out)))
-               for name in names]
-    try:
-        with torch.no_grad():
-            out = model(*args, **kwargs)
-    finally:
-        for handle in handles:
-            handle.remove()
-    return out, records
 
 
 @pytest.fixture(scope="module")
@@ -100,13 +85,7 @@ def test_checkpoint_loads_into_referformer_and_keys_cannot_tell(tiny, inputs, tm
 
 def test_eval_batch_outputs(eval_batch):
     out, _ = eval_batch
-    ref = torch.load(FIXTURE / "outputs.pt", weights_only=True)
-    assert set(out) == set(ref)
-    for key in OUTPUT_KEYS:
-        assert_close(out[key], ref[key], key)
-    for ours, theirs in zip(out["aux_outputs"], ref["aux_outputs"]):
-        for key in ("pred_logits", "pred_boxes", "pred_masks"):
-            assert_close(ours[key], theirs[key], f"aux {key}")
+    assert_outputs(out, torch.load(FIXTURE / "outputs.pt", weights_only=True), OUTPUT_KEYS, aux=True)
 
 
 def test_both_decoder_cross_attentions_and_encoder_passes(eval_batch):
@@ -189,21 +168,7 @@ def test_train_losses_matching_and_gradients(tiny, inputs):
     zero_dropout(model)
     model.zero_grad()
     out = model(samples, [t["caption"] for t in targets], targets)
-    losses = criterion(out, targets)
-    assert set(losses) == set(ref["loss_dict"])
-    for key, value in ref["loss_dict"].items():
-        assert abs(losses[key].item() - value.item()) <= 1e-5, key
-    total = sum(losses[k] * criterion.weight_dict[k] for k in losses)
-    assert abs(total.item() - ref["total_weighted"].item()) <= 1e-4
-    for ours, theirs in zip(criterion.last_indices, ref["matcher_calls_in_criterion"]):
-        for (q, t), (rq, rt) in zip(ours, theirs):
-            assert torch.equal(q, rq) and torch.equal(t, rt)
-    total.backward()
-    params = dict(model.named_parameters())
-    for name, grad in ref["grads"].items():
-        assert params[name].grad is not None, name
-        scale = max(1.0, grad.abs().max().item())
-        assert max_abs_diff(params[name].grad, grad) <= 1e-4 * scale, name
+    assert_train_step(model, criterion, out, targets, ref)
     model.zero_grad()
     model.eval()
 
