@@ -205,3 +205,43 @@ def test_other_benchmark_layouts(world, checkpoint, tmp_path, layout):
     assert run_inference(argv(world, checkpoint, out, "--key_frames", "model", *masks, data=data)) == 0
     split = "valid_u" if layout == "mevis" else "valid"
     assert set(read_pngs(out / split)) == expected
+
+
+def test_checkpoint_and_model_combinations(world, checkpoint, whole_video, from_model, tmp_path):
+    """TFVOS and ReferFormer checkpoints have the same parameters: --model chooses either. A TFVOS checkpoint run
+    as ReferFormer gives the same whole-video masks; key-frame inference of a ReferFormer checkpoint of ours runs
+    the TFVOS model (implied); a ReferFormer model is refused for key-frame inference."""
+    import torch
+
+    assert run_inference(argv(world, checkpoint, tmp_path / "as_referformer", "--model", "referformer",
+                              "--no-zip")) == 0
+    assert_same_pngs(read_pngs(whole_video), tmp_path / "as_referformer" / "valid")
+    ckpt = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    ckpt["config"]["model"] = "referformer"
+    referformer = tmp_path / "referformer.pth"
+    torch.save(ckpt, referformer)
+    assert run_inference(argv(world, referformer, tmp_path / "implied", "--key_frames", "model")) == 0
+    assert_same_pngs(read_pngs(from_model / "valid"), tmp_path / "implied" / "valid")
+    with pytest.raises(ValueError, match="--model tfvos"):
+        run_inference(argv(world, checkpoint, tmp_path / "refused", "--model", "referformer", "--key_frames", "model"))
+
+
+def test_keyframe_benchmark_tool(world, tmp_path):
+    from rvos.tools.benchmark import main as benchmark
+
+    result = benchmark(["--keyframe", "--config", str(REPO_ROOT / "configs" / "tiny" / "tfvos_tiny_synthetic.yaml"),
+                        "--text_encoder", str(world["text_encoder"]), "--device", "cpu", "--msda_impl", "pytorch",
+                        "--frames", "5", "--height", "64", "--width", "96", "--expressions", "2", "1",
+                        "--num_workers", "1", "--json", str(tmp_path / "bench.json")])
+    assert [row["E"] for row in result["rows"]] == [1, 2]
+    for row in result["rows"]:
+        assert row["masks_identical"] and row["differing_mask_pixels"] == 0
+        assert row["keyframe_steps"] == row["E"] * 2  # 5 frames from the middle one, first neighbours skipped
+        for clock in ("cpu", "wall"):
+            r = row[clock]
+            seconds = r["seconds_per_frame_per_expression"]
+            assert all(value > 0 for value in seconds.values())
+            assert r["shared_speedup"] == pytest.approx(seconds["keyframe_per_expression"] / seconds["keyframe_shared"])
+            assert r["keyframe_shared_vs_whole_video"] == pytest.approx(seconds["keyframe_shared"]
+                                                                        / seconds["whole_video"])
+    assert json.loads((tmp_path / "bench.json").read_text())["rows"][1]["E"] == 2
