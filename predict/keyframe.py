@@ -30,6 +30,7 @@ mask-prompted propagator).
 import contextlib
 import math
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Set, Tuple
 
@@ -43,7 +44,7 @@ from rvos.datasets.prompt_frames import masked_frame
 from rvos.models.tfvos.model import TFVOS
 from rvos.models.variants import get_variant
 from rvos.predict.base import Benchmark, VideoJob, Window, WindowPlan
-from rvos.predict.engine import Emit, InferenceEngine, LoadedVideo, normalize_frames
+from rvos.predict.engine import AMP_DTYPES, Emit, InferenceEngine, LoadedVideo, normalize_frames
 from rvos.predict.loading import frame_tensor
 from rvos.predict.postprocess import ExpressionOutput
 from rvos.predict.writers import LogitsStore, load_logits
@@ -277,8 +278,9 @@ class Propagator:
                 for direction in DIRECTIONS:
                     self._run_alone(video, track, getattr(track, direction), emit)
         else:
+            texts: Dict[Tuple[int, ...], object] = {}
             for direction in DIRECTIONS:
-                self._run_together(video, tracks, direction, emit, order)
+                self._run_together(video, tracks, direction, emit, order, texts)
 
     # ---------------------------------------------------------------- inputs
     def _frame_input(self, video: LoadedVideo, position: int) -> Tuple[NestedTensor, Dict, torch.Tensor]:
@@ -312,12 +314,13 @@ class Propagator:
             last = (position, self._mask(output))
             emit(track, position, output)
 
-    def _run_together(self, video: LoadedVideo, tracks: Sequence[Track], direction: str, emit, order) -> None:
-        """One direction for all tracks: frame by frame, the frame's backbone once for every track stepping on it."""
+    def _run_together(self, video: LoadedVideo, tracks: Sequence[Track], direction: str, emit, order,
+                      texts: Dict) -> None:
+        """One direction for all tracks: frame by frame, the frame's backbone once for every track stepping on it;
+        ``texts`` caches the text encodings by tuple of expressions."""
         by_exp = {track.exp: track for track in tracks}
         steps = {track.exp: set(getattr(track, direction)) for track in tracks}
         last = {track.exp: (track.key, track.key_mask) for track in tracks}
-        texts: Dict[Tuple[int, ...], object] = {}
         positions = range(video.num_frames) if direction == "forward" else range(video.num_frames - 1, -1, -1)
         for position in positions:
             active = order([exp for exp in by_exp if position in steps[exp]])
@@ -389,13 +392,7 @@ class KeyFrameEngine:
         as a 1-frame window. Returns the expressions that failed on their own, with the reason."""
         expressions = order(sorted(needed))
         failed: Dict[int, str] = {}
-        keys: Dict[int, int] = {}
-        if self.source != FROM_MODEL:
-            for exp in expressions:
-                try:
-                    keys[exp] = self.source.key_frame(job, exp, video.frame_names)
-                except KeyFrameError as err:
-                    failed[exp] = str(err)
+        keys = self._listed_key_frames(job, video, expressions, failed)
         whole = None
         if self.needs_whole_video_pass:
             whole = WholeVideoOutputs()
@@ -414,17 +411,30 @@ class KeyFrameEngine:
                 failed[exp] = f"{err} (expression {job.expressions[exp].exp_id} of video {job.name})"
         for exp in failed:
             progress(video.num_frames)
-        for exp, outputs in given.items():
-            for position, output in outputs.items():
-                emit(Window([position], [exp]), exp, output)
-                progress(1)
 
-        def emit_step(track: Track, position: int, output: ExpressionOutput) -> None:
-            emit(Window([position], [track.exp]), track.exp, output)
+        def emit_frame(exp: int, position: int, output) -> None:
+            emit(Window([position], [exp]), exp, output)
             progress(1)
 
-        self.propagator.run(video, tracks, emit_step, order)
+        for exp, outputs in given.items():
+            for position, output in outputs.items():
+                emit_frame(exp, position, output)
+        self.propagator.run(video, tracks, lambda track, position, output: emit_frame(track.exp, position, output),
+                            order)
         return failed
+
+    def _listed_key_frames(self, job: VideoJob, video: LoadedVideo, expressions: Sequence[int],
+                           failed: Dict[int, str]) -> Dict[int, int]:
+        """The key frames a JSON file or a logits folder gives ({} for ``model``); failures go to ``failed``."""
+        keys = {}
+        if self.source == FROM_MODEL:
+            return keys
+        for exp in expressions:
+            try:
+                keys[exp] = self.source.key_frame(job, exp, video.frame_names)
+            except KeyFrameError as err:
+                failed[exp] = str(err)
+        return keys
 
     def _track(self, job: VideoJob, video: LoadedVideo, exp: int, key: int, whole: Optional[WholeVideoOutputs]):
         """The expression's ``Track`` and the outputs of the frames that keep their given mask."""
@@ -487,8 +497,9 @@ def propagate(model: TFVOS, frames: Sequence, key_index: int, key_mask, text: st
         if initial_masks is None:
             raise ValueError("skip_first_neighbour keeps the key frame's neighbours' initial masks: pass initial_masks")
         result[position] = torch.as_tensor(np.asarray(initial_masks[position]).astype(bool)).float()
-    engine = InferenceEngine(model, device, amp=amp)
-    propagator = Propagator(model, device, short_side, max_size, threshold, autocast=engine.autocast)
+    dtype = AMP_DTYPES[amp] if amp else None
+    autocast = partial(torch.autocast, torch.device(device).type, dtype=dtype, enabled=dtype is not None)
+    propagator = Propagator(model, device, short_side, max_size, threshold, autocast=autocast)
 
     def keep(track: Track, position: int, output: ExpressionOutput) -> None:
         result[position] = output.probabilities()[0].float().cpu()
