@@ -28,6 +28,7 @@ query chosen per frame, the mask thresholded at the original size, exactly as th
 mask-prompted propagator).
 """
 import contextlib
+import logging
 import math
 from dataclasses import dataclass
 from functools import partial
@@ -49,6 +50,8 @@ from rvos.predict.loading import frame_tensor
 from rvos.predict.postprocess import ExpressionOutput
 from rvos.predict.writers import LogitsStore, load_logits
 from rvos.util.misc import NestedTensor, nested_tensor_from_videos_list
+
+logger = logging.getLogger(__name__)
 
 FROM_MODEL = "model"
 DIRECTIONS = ("forward", "backward")
@@ -373,6 +376,9 @@ class KeyFrameEngine:
         self.propagator = Propagator(engine.model, engine.device, short_side, max_size, threshold,
                                      size_divisibility=engine.size_divisibility, per_expression=engine.per_expression,
                                      decode_batch=engine.decode_batch, autocast=engine.autocast)
+        logger.info("TFVOS key-frame inference: key frames from %s, key-frame masks from %s, %s", key_frames,
+                    key_frame_masks, "first neighbours skipped (as the original)" if skip_first_neighbour
+                    else "first neighbours predicted (--tfvos_fixed_propagation)")
 
     @classmethod
     def from_args(cls, args, engine: InferenceEngine, benchmark: Benchmark, short_side: int,
