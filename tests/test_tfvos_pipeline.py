@@ -242,6 +242,7 @@ def test_keyframe_benchmark_tool(world, tmp_path):
             seconds = r["seconds_per_frame_per_expression"]
             assert all(value > 0 for value in seconds.values())
             assert r["shared_speedup"] == pytest.approx(seconds["keyframe_per_expression"] / seconds["keyframe_shared"])
+            assert 0 < r["s"] < 1 and r["ideal_shared_speedup"] == pytest.approx(1 / (1 - r["s"] + r["s"] / row["E"]))
             assert r["keyframe_shared_vs_whole_video"] == pytest.approx(seconds["keyframe_shared"]
                                                                         / seconds["whole_video"])
     assert json.loads((tmp_path / "bench.json").read_text())["rows"][1]["E"] == 2
