@@ -19,6 +19,7 @@ the frame's backbone, half of ``encode_video`` there (each step encodes the fram
 one size); every expression steps on the same frames here, so the ideal speed-up is 1 / ((1 - s) + s / E). Runs alternate between the
 modes (``--repeats``) and the fastest of each is used. Frame loading and PNG writing are left out.
 """
+import copy
 import json
 import logging
 import tempfile
@@ -108,7 +109,7 @@ def run(args) -> Dict:
                         else:
                             masks[mode] = propagate_all(shared if mode == "keyframe_shared" else alone, video,
                                                         tracks, args.threshold)
-                        runs[mode].append({"total": clock.since(start), "stages": timer.seconds})
+                        runs[mode].append({"total": clock.since(start), "stages": copy.deepcopy(timer.seconds)})
             best = {mode: min(records, key=lambda r: r["total"][primary]) for mode, records in runs.items()}
             steps = sum(len(t.forward) + len(t.backward) for t in tracks)
             rows.append(summarise(count, video.num_frames, steps, best, masks, memory, primary))
