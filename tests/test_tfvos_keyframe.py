@@ -45,8 +45,8 @@ def test_original_compatible_mode_writes_the_original_pngs(tmp_path):
 
 def test_own_whole_video_pass_gives_the_reference_initial_masks(tmp_path):
     """The reference's initial masks came from the same weights run as ReferFormer: our whole-video pass (the
-    prompt branch off) makes them, so the per-expression run from it writes the original PNGs too."""
-    assert run_inference(original_args(tmp_path, "--key_frame_masks", "model", "--per_expression")) == 0
+    prompt branch off) makes them, so the run from it writes the original PNGs too."""
+    assert run_inference(original_args(tmp_path, "--key_frame_masks", "model")) == 0
     assert_reference_pngs(tmp_path / "out" / "valid")
 
 

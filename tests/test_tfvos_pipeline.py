@@ -185,16 +185,16 @@ def test_other_benchmark_layouts(world, checkpoint, tmp_path, layout):
     back from a whole-video run's anno_<a> folders) get every frame of every output unit."""
     if layout == "mevis":
         root = make_dataset("mevis", tmp_path / "mevis", seed=1, num_videos=1, num_valid_u_videos=1,
-                            num_valid_videos=1, num_frames=6, min_frames=5, height=HEIGHT, width=WIDTH)
-        data = ["--dataset_file", "mevis", "--mevis_path", str(root), "--split", "valid_u", "--sub_video_len", "3"]
+                            num_valid_videos=1, num_frames=4, min_frames=4, height=HEIGHT, width=WIDTH)
+        data = ["--dataset_file", "mevis", "--mevis_path", str(root), "--split", "valid_u", "--sub_video_len", "2"]
         meta = json.loads((root / "valid_u" / "meta_expressions.json").read_text())["videos"]
         expected = {f"Annotations/{video}/{exp_id}/{frame}.png" for video, entry in meta.items()
                     for exp_id in entry["expressions"] for frame in entry["frames"]}
         masks = []
     else:
-        root = make_dataset("davis", tmp_path / "davis", seed=0, num_frames=6, num_valid_videos=1, num_train_videos=1,
-                            height=HEIGHT, width=WIDTH)
-        data = ["--dataset_file", "davis", "--davis_path", str(root), "--davis_clip_len", "4"]
+        root = make_dataset("davis", tmp_path / "davis", seed=0, num_frames=4, min_frames=4, num_valid_videos=1,
+                            num_train_videos=1, height=HEIGHT, width=WIDTH)
+        data = ["--dataset_file", "davis", "--davis_path", str(root), "--davis_clip_len", "2"]
         meta = json.loads((root / "meta_expressions" / "valid" / "meta_expressions.json").read_text())["videos"]
         expected = {f"anno_{a}/{video}/{i:05d}.png" for video, entry in meta.items() for a in range(4)
                     for i in range(len(entry["frames"]))}
@@ -231,7 +231,7 @@ def test_keyframe_benchmark_tool(world, tmp_path):
 
     result = benchmark(["--keyframe", "--config", str(REPO_ROOT / "configs" / "tiny" / "tfvos_tiny_synthetic.yaml"),
                         "--text_encoder", str(world["text_encoder"]), "--device", "cpu", "--msda_impl", "pytorch",
-                        "--frames", "5", "--height", "64", "--width", "96", "--expressions", "2", "1",
+                        "--frames", "5", "--height", "48", "--width", "64", "--expressions", "2", "1",
                         "--num_workers", "1", "--json", str(tmp_path / "bench.json")])
     assert [row["E"] for row in result["rows"]] == [1, 2]
     for row in result["rows"]:
