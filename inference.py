@@ -5,10 +5,11 @@
     python inference.py --dataset_file mevis --mevis_path data/mevis --split valid_u --resume ckpt.pth
     python inference.py --video clip.mp4 --text "the dog on the left" --text "a red car" --resume ckpt.pth
     torchrun --nproc_per_node 8 inference.py --dataset_file mevis --split valid --resume ckpt.pth
+    python inference.py --model tfvos --key_frames model --resume tfvos.pth   # TFVOS key-frame inference
 
 docs/INFERENCE.md describes every benchmark's outputs, the submission zips, ``--save_logits``,
-``--sub_video_len``, distributed runs and resuming. The exit status is non-zero when a video failed
-(``<output_dir>/<split>/failures.json`` lists them).
+``--sub_video_len``, distributed runs and resuming; docs/TFVOS.md the key-frame inference (``--key_frames``).
+The exit status is non-zero when a video failed (``<output_dir>/<split>/failures.json`` lists them).
 """
 import argparse
 import logging
@@ -22,6 +23,7 @@ from rvos import opts
 from rvos.predict import build_benchmark
 from rvos.predict.benchmarks.davis import DEFAULT_CLIP_LEN
 from rvos.predict.engine import InferenceEngine
+from rvos.predict.keyframe import KeyFrameEngine, add_keyframe_arguments, keyframe_mode, keyframe_model_options
 from rvos.predict.model import build_inference_model, inference_resize
 from rvos.predict.runner import InferenceRunner
 from rvos.util.dist import destroy_process_group, init_distributed_mode
@@ -62,6 +64,7 @@ def add_inference_arguments(parser: argparse.ArgumentParser) -> argparse.Argumen
          help="cap on the long side after the inference resize (default: none, as the original)")
     _add(parser, "--davis_clip_len", default=DEFAULT_CLIP_LEN, type=int,
          help="Ref-DAVIS17: frames per clip (the original's 36; MUTR used 64)")
+    add_keyframe_arguments(parser)
     return parser
 
 
@@ -92,13 +95,15 @@ def main(argv: Optional[List[str]] = None) -> int:
     setup_logging(Path(args.output_dir), ctx.rank, log_name=LOG_NAME)
     try:
         benchmark = build_benchmark(args)
-        model, model_args = build_inference_model(args, explicit_options(argv))
+        model, model_args = build_inference_model(args, keyframe_model_options(args, explicit_options(argv)))
         device = torch.device(args.device)
         model.to(device)
         short_side, max_size = inference_resize(benchmark, getattr(model_args, "model", None), args.test_short_side,
                                                 args.test_max_size)
         engine = InferenceEngine(model, device, per_expression=args.per_expression, decode_batch=args.decode_batch,
                                  amp=args.amp, size_divisibility=benchmark.size_divisibility)
+        if keyframe_mode(args):
+            engine = KeyFrameEngine.from_args(args, engine, benchmark, short_side, max_size)
         logger.info("%s inference on %s: short side %d%s, %s mode%s", benchmark.name, device, short_side,
                     f" (long side <= {max_size})" if max_size else "",
                     "per-expression" if args.per_expression else "shared-backbone",

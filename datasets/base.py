@@ -22,10 +22,14 @@ from torch.utils.data import Dataset
 
 from rvos.datasets.clip_sampler import sample_clip_indices
 from rvos.datasets.sentences import expression_text
+from rvos.datasets.prompt_frames import PromptFrames, masked_frame, prompt_position
+from rvos.models.tfvos import PROMPT_FRAMES_KEY
 from rvos.util.box_ops import masks_to_boxes
 from rvos.util.video_io import read_image_rgb as read_rgb  # every loader's frame reader: errors name the file
 
 Transform = Callable[[List[Image.Image], dict], Tuple[Any, dict]]
+# Where ``load_clip`` leaves the prompt images (PIL) for ``transform`` (TFVOS training).
+PROMPT_IMAGES_KEY = "prompt_images"
 
 
 def read_text(path: Path) -> str:
@@ -128,6 +132,10 @@ class ReferringDataset(Dataset):
         """Whether a sample may be returned at all (before loading); resampled otherwise."""
         return True
 
+    def transform(self, frames: List[Image.Image], target: dict) -> Tuple[torch.Tensor, dict]:
+        """The random transform of one loaded sample (``transforms``)."""
+        return self.transforms(frames, target)
+
     def finalize(self, clip: torch.Tensor, target: dict) -> Tuple[torch.Tensor, dict]:
         """Hook applied to an accepted, transformed sample."""
         return clip, target
@@ -137,7 +145,7 @@ class ReferringDataset(Dataset):
         for _ in range(self.max_resample_attempts):
             if self.is_usable(current):
                 frames, target = self.load_clip(current)
-                clip, target = self.transforms(frames, target)
+                clip, target = self.transform(frames, target)
                 if not self.resample_invalid or bool(target["valid"].any()):
                     return self.finalize(clip, target)
             current = random.randrange(len(self))
@@ -167,7 +175,9 @@ class ExpressionClipDataset(ReferringDataset):
     """Clips of the Ref-YouTube-VOS family: index per expression and start frame, sampler S.
 
     ``split_dir`` holds ``JPEGImages/<video>/<frame>.jpg``. Subclasses build the index with
-    ``expression_index`` and implement ``frame_mask``.
+    ``expression_index`` and implement ``frame_mask``. With ``prompt_frames`` set (TFVOS training,
+    ``datasets.prompt_frames``), every target also has ``prompt_frames`` [T, 3, H, W]: each frame's prompt frame,
+    transformed with the clip (or on its own draw).
     """
 
     def __init__(self, split_dir: Path, samples: Sequence[ExpressionClip], transforms: Transform,
@@ -177,6 +187,7 @@ class ExpressionClipDataset(ReferringDataset):
         self.samples = list(samples)
         self.num_frames = num_frames
         self.reverse_prob = reverse_prob
+        self.prompt_frames: Optional[PromptFrames] = None
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -204,7 +215,32 @@ class ExpressionClipDataset(ReferringDataset):
             video=sample.video,
             exp_id=sample.exp_id,
         )
+        if self.prompt_frames is not None:
+            target[PROMPT_IMAGES_KEY] = [self.prompt_image(sample, position) for position in positions]
         return frames, target
+
+    def prompt_image(self, sample: ExpressionClip, position: int) -> Image.Image:
+        """The prompt frame of the frame at ``position``: its neighbour masked by the referent's mask there."""
+        neighbour = prompt_position(position, len(sample.frames))
+        frame = read_rgb(self.frame_path(sample.video, sample.frames[neighbour]))
+        return masked_frame(frame, self.frame_mask(sample, neighbour, frame))
+
+    def transform(self, frames: List[Image.Image], target: dict) -> Tuple[torch.Tensor, dict]:
+        """With prompt frames: the clip and its prompts through one draw of ``transforms`` (or two, see
+        ``datasets.prompt_frames``); the prompt clip [T, 3, H', W'] goes to ``target['prompt_frames']``."""
+        if PROMPT_IMAGES_KEY not in target:
+            return self.transforms(frames, target)
+        target = dict(target)
+        prompts = target.pop(PROMPT_IMAGES_KEY)
+        if self.prompt_frames.independent:
+            clip, transformed = self.transforms(frames, target)
+            # TFVOS QUIRK (the original's dataset): the prompt clip's random transform is drawn on its own.
+            prompt_clip, _ = self.transforms(prompts, target)
+        else:
+            both, transformed = self.transforms(frames + prompts, target)
+            clip, prompt_clip = both[:len(frames)], both[len(frames):]
+        transformed[PROMPT_FRAMES_KEY] = prompt_clip
+        return clip, transformed
 
 
 def expression_index(videos: Dict[str, dict], num_frames: int, source: Path,

@@ -12,6 +12,7 @@ from typing import Callable, Dict, Optional
 from torch.utils.data import Dataset
 
 from rvos.datasets import a2d, concat, davis, jhmdb, mevis, refexp, ytvos
+from rvos.datasets.prompt_frames import enable_prompt_frames, uses_prompt_frames
 
 BUILDERS: Dict[str, Callable[[str, object], Dataset]] = {
     "ytvos": ytvos.build,
@@ -30,9 +31,13 @@ def build_dataset(image_set: str, args, dataset_file: Optional[str] = None) -> D
     """The ``image_set`` ('train', 'val', or a RefCOCO split name) of ``dataset_file``
     (default ``args.dataset_file``): one of ``BUILDERS``.
 
-    Every sample is ``(clip [T, 3, H, W] float, target dict)``; see each dataset class for its target.
+    Every sample is ``(clip [T, 3, H, W] float, target dict)``; see each dataset class for its target. Training
+    sets of a variant that needs prompt frames (TFVOS) give them (``datasets.prompt_frames``).
     """
     name = dataset_file or args.dataset_file
     if name not in BUILDERS:
         raise ValueError(f"dataset {name!r} not supported; expected one of {sorted(BUILDERS)}")
-    return BUILDERS[name](image_set, args)
+    dataset = BUILDERS[name](image_set, args)
+    if image_set == "train" and uses_prompt_frames(args):
+        enable_prompt_frames(dataset, args.model, getattr(args, "tfvos_independent_prompt_transform", False))
+    return dataset

@@ -3,9 +3,14 @@
 Decoder queries are the sentence feature repeated per frame and query slot; iterative box
 refinement updates the reference boxes after every layer (``bbox_embed`` is attached by the
 model). Post-norm layers with ReLU FFNs.
+
+``DeformableTransformer.encode`` turns projected levels into a ``Memory``; ``decode`` runs the queries over
+one or more memories: each decoder layer cross-attends to them in turn with its one cross-attention module
+and norm (ReferFormer: the frame memory only; TFVOS: the prompt memory, then the frame memory).
 """
 import copy
-from typing import List, Optional
+from dataclasses import dataclass
+from typing import List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -19,6 +24,31 @@ from .ops.modules import MSDeformAttn
 
 def _clones(module: nn.Module, n: int) -> nn.ModuleList:
     return nn.ModuleList(copy.deepcopy(module) for _ in range(n))
+
+
+@dataclass
+class Memory:
+    """Encoder output of N frames over L levels, as the decoder's cross-attention reads it.
+
+    values [N, S, C] (S = sum of H_l * W_l, levels in order); spatial_shapes [L, 2] (H_l, W_l);
+    level_start_index [L]; valid_ratios [N, L, 2] (w, h): the fractions of each level that are not padding,
+    which scale the decoder's reference points; padding_mask [N, S] (True = padding).
+    """
+
+    values: torch.Tensor
+    spatial_shapes: torch.Tensor
+    level_start_index: torch.Tensor
+    valid_ratios: torch.Tensor
+    padding_mask: torch.Tensor
+
+    def maps(self, levels: int) -> List[torch.Tensor]:
+        """The first ``levels`` levels as maps [N, C, H_l, W_l]."""
+        n, _, c = self.values.shape
+        maps, start = [], 0
+        for h, w in self.spatial_shapes[:levels].tolist():
+            maps.append(self.values[:, start:start + h * w].reshape(n, h, w, c).permute(0, 3, 1, 2).contiguous())
+            start += h * w
+        return maps
 
 
 class DeformableEncoderLayer(nn.Module):
@@ -72,7 +102,8 @@ class DeformableEncoder(nn.Module):
 
 
 class DeformableDecoderLayer(nn.Module):
-    """Self-attention among the queries of a frame, MSDeformAttn cross-attention, FFN (post-norm)."""
+    """Self-attention among the queries of a frame, MSDeformAttn cross-attention (to each memory in turn), FFN
+    (post-norm)."""
 
     def __init__(self, d_model=256, d_ffn=1024, dropout=0.1, n_levels=4, n_heads=8, n_points=4):
         super().__init__()
@@ -88,15 +119,16 @@ class DeformableDecoderLayer(nn.Module):
         self.dropout4 = nn.Dropout(dropout)
         self.norm3 = nn.LayerNorm(d_model)
 
-    def forward(self, tgt, query_pos, reference_points, src, spatial_shapes, level_start_index,
-                src_padding_mask=None):
-        """tgt/query_pos: [N, Q, C]; reference_points [N, Q, L, 2|4]; src [N, S, C]. Returns [N, Q, C]."""
+    def forward(self, tgt, query_pos, attended: Sequence[Tuple[torch.Tensor, Memory]]):
+        """tgt/query_pos: [N, Q, C]; ``attended``: (reference points [N, Q, L, 2|4], memory) pairs, cross-attended
+        in order with the same ``cross_attn`` and ``norm1`` (ReferFormer: one). Returns [N, Q, C]."""
         q = k = with_pos(tgt, query_pos).transpose(0, 1)
         attn = self.self_attn(q, k, tgt.transpose(0, 1))[0].transpose(0, 1)
         tgt = self.norm2(tgt + self.dropout2(attn))
-        attn = self.cross_attn(with_pos(tgt, query_pos), reference_points, src, spatial_shapes,
-                               level_start_index, src_padding_mask)
-        tgt = self.norm1(tgt + self.dropout1(attn))
+        for reference_points, memory in attended:
+            attn = self.cross_attn(with_pos(tgt, query_pos), reference_points, memory.values, memory.spatial_shapes,
+                                   memory.level_start_index, memory.padding_mask)
+            tgt = self.norm1(tgt + self.dropout1(attn))
         ffn = self.linear2(self.dropout3(F.relu(self.linear1(tgt))))
         return self.norm3(tgt + self.dropout4(ffn))
 
@@ -115,9 +147,17 @@ class DeformableDecoder(nn.Module):
         self.num_layers = num_layers
         self.bbox_embed: Optional[nn.ModuleList] = None
 
-    def forward(self, tgt, reference_points, src, spatial_shapes, level_start_index, valid_ratios,
-                query_pos=None, src_padding_mask=None):
-        """tgt [N, Q, C]; reference_points [N, Q, 2] in [0, 1].
+    @staticmethod
+    def scaled_reference(reference_points: torch.Tensor, valid_ratios: torch.Tensor) -> torch.Tensor:
+        """Reference points [N, Q, 2|4] in [0, 1] of the valid extent -> [N, Q, L, 2|4] per level of a padded memory
+        with ``valid_ratios`` [N, L, 2]."""
+        if reference_points.shape[-1] == 4:
+            valid_ratios = torch.cat([valid_ratios, valid_ratios], -1)
+        return reference_points[:, :, None] * valid_ratios[:, None]
+
+    def forward(self, tgt, reference_points, memories: Sequence[Memory], query_pos=None):
+        """tgt [N, Q, C]; reference_points [N, Q, 2] in [0, 1]; ``memories`` cross-attended in order by every
+        layer, each with the reference points scaled by its own ``valid_ratios``.
 
         Returns (hs [D, N, Q, C], references [D, N, Q, 2|4]) where ``references[l]`` is the
         reference after layer ``l`` (4-d boxes once refinement has run).
@@ -125,11 +165,8 @@ class DeformableDecoder(nn.Module):
         outputs, references = [], []
         output = tgt
         for lid, layer in enumerate(self.layers):
-            if reference_points.shape[-1] == 4:
-                ref_input = reference_points[:, :, None] * torch.cat([valid_ratios, valid_ratios], -1)[:, None]
-            else:
-                ref_input = reference_points[:, :, None] * valid_ratios[:, None]
-            output = layer(output, query_pos, ref_input, src, spatial_shapes, level_start_index, src_padding_mask)
+            attended = [(self.scaled_reference(reference_points, m.valid_ratios), m) for m in memories]
+            output = layer(output, query_pos, attended)
             if self.bbox_embed is not None:
                 delta = self.bbox_embed[lid](output)
                 if reference_points.shape[-1] == 4:
@@ -180,17 +217,9 @@ class DeformableTransformer(nn.Module):
         valid_w = torch.sum(~mask[:, 0, :], 1)
         return torch.stack([valid_w.float() / w, valid_h.float() / h], -1)
 
-    def forward(self, srcs: List[torch.Tensor], tgt: torch.Tensor, masks: List[torch.Tensor],
-                pos_embeds: List[torch.Tensor], query_embed: torch.Tensor):
-        """Run encoder and decoder.
-
-        Args:
-            srcs / pos_embeds: per level [N, C, H_l, W_l] (N = batch * frames); masks: [N, H_l, W_l].
-            tgt: decoder input [N, Q, C]; query_embed: query positions [Q, C].
-        Returns:
-            hs [D, N, Q, C]; memory maps of the first ``L-1`` levels, each [N, C, H_l, W_l];
-            init_reference [N, Q, 2]; inter_references [D, N, Q, 4].
-        """
+    def encode(self, srcs: List[torch.Tensor], masks: List[torch.Tensor], pos_embeds: List[torch.Tensor]) -> Memory:
+        """The encoder over projected levels: srcs / pos_embeds per level [N, C, H_l, W_l] (N = batch * frames),
+        masks [N, H_l, W_l] (True = padding)."""
         src_flat, mask_flat, pos_flat, shapes = [], [], [], []
         for lvl, (src, mask, pos) in enumerate(zip(srcs, masks, pos_embeds)):
             shapes.append(src.shape[-2:])
@@ -203,21 +232,27 @@ class DeformableTransformer(nn.Module):
         spatial_shapes = torch.as_tensor(shapes, dtype=torch.long, device=src_flat.device)
         level_start_index = torch.cat((spatial_shapes.new_zeros((1,)), spatial_shapes.prod(1).cumsum(0)[:-1]))
         valid_ratios = torch.stack([self.valid_ratio(m) for m in masks], 1)
+        values = self.encoder(src_flat, spatial_shapes, level_start_index, valid_ratios, pos_flat, mask_flat)
+        return Memory(values, spatial_shapes, level_start_index, valid_ratios, mask_flat)
 
-        memory = self.encoder(src_flat, spatial_shapes, level_start_index, valid_ratios, pos_flat, mask_flat)
+    def decode(self, tgt: torch.Tensor, memories: Sequence[Memory], query_embed: torch.Tensor):
+        """The decoder over ``memories`` (cross-attended in order; the last one is the frames' own).
 
-        n, _, c = memory.shape
+        tgt: decoder input [N, Q, C]; query_embed: query positions [Q, C].
+        Returns hs [D, N, Q, C]; the maps of the first ``L-1`` levels of the last memory, each [N, C, H_l, W_l];
+        init_reference [N, Q, 2]; inter_references [D, N, Q, 4].
+        """
+        n = tgt.shape[0]
         query_pos = query_embed.unsqueeze(0).expand(n, -1, -1)
         init_reference = self.reference_points(query_pos).sigmoid()
-        hs, inter_references = self.decoder(tgt, init_reference, memory, spatial_shapes, level_start_index,
-                                            valid_ratios, query_pos, mask_flat)
+        hs, inter_references = self.decoder(tgt, init_reference, memories, query_pos)
+        memory = memories[-1]
+        return hs, memory.maps(memory.spatial_shapes.shape[0] - 1), init_reference, inter_references
 
-        memory_maps = []
-        start = 0
-        for h, w in shapes[:-1]:
-            memory_maps.append(memory[:, start:start + h * w].reshape(n, h, w, c).permute(0, 3, 1, 2).contiguous())
-            start += h * w
-        return hs, memory_maps, init_reference, inter_references
+    def forward(self, srcs: List[torch.Tensor], tgt: torch.Tensor, masks: List[torch.Tensor],
+                pos_embeds: List[torch.Tensor], query_embed: torch.Tensor):
+        """Encode the levels and decode over them (see ``encode`` and ``decode``)."""
+        return self.decode(tgt, [self.encode(srcs, masks, pos_embeds)], query_embed)
 
 
 def build_deformable_transformer(args) -> DeformableTransformer:

@@ -280,15 +280,21 @@ class ReferFormer(nn.Module):
     def encode_inputs(self, samples, captions: List[str], targets: List[dict]):
         """The encoders of ``forward``: (visual features, text encoding, image sizes [B, 2]); only the
         annotated frame of each clip is kept when the targets give ``valid_indices``."""
-        visual = self.encode_video(samples)
-        if "valid_indices" in targets[0]:
-            t = visual.num_frames
-            index = torch.stack([i * t + torch.as_tensor(tg["valid_indices"]).reshape(-1)[0]
-                                 for i, tg in enumerate(targets)]).to(visual.pixel_mask.device)
-            visual = visual.select_frames(index)
+        visual = self.annotated_frames(self.encode_video(samples), targets)
         text = self.encode_text(captions)
         image_sizes = torch.stack([torch.as_tensor(tg["size"]) for tg in targets]).to(visual.pixel_mask.device)
         return visual, text, image_sizes
+
+    @staticmethod
+    def annotated_frames(visual: VisualFeatures, targets: List[dict]) -> VisualFeatures:
+        """Only the annotated frame of each clip when the targets give ``valid_indices`` (A2D / JHMDB), else
+        ``visual`` unchanged."""
+        if "valid_indices" not in targets[0]:
+            return visual
+        t = visual.num_frames
+        index = torch.stack([i * t + torch.as_tensor(tg["valid_indices"]).reshape(-1)[0]
+                             for i, tg in enumerate(targets)]).to(visual.pixel_mask.device)
+        return visual.select_frames(index)
 
     def mask_features(self, visual: VisualFeatures, text: TextEncoding, memory: List[torch.Tensor]) -> torch.Tensor:
         """Features the dynamic mask head runs on, [B, T, mask_dim, H / s, W / s] at ``mask_feat_stride`` s:
@@ -308,12 +314,16 @@ def core_model_kwargs(args, num_classes: int) -> dict:
                 freeze_text_encoder=args.freeze_text_encoder, rel_coord=args.rel_coord)
 
 
+def core_criterion(args, num_classes: int) -> SetCriterion:
+    """ReferFormer's criterion (Hungarian matching, focal / L1 / GIoU / mask-focal / dice losses) from the options."""
+    return SetCriterion(num_classes, build_matcher(args, num_classes), build_weight_dict(args),
+                        focal_alpha=args.focal_alpha)
+
+
 def build(args, backbone, transformer, text_encoder, source, num_classes):
     """(ReferFormer, its criterion) from the options and the shared parts."""
     model = ReferFormer(backbone, transformer, text_encoder, source, **core_model_kwargs(args, num_classes))
-    criterion = SetCriterion(num_classes, build_matcher(args, num_classes), build_weight_dict(args),
-                             focal_alpha=args.focal_alpha)
-    return model, criterion
+    return model, core_criterion(args, num_classes)
 
 
 VARIANT = Variant(name="referformer", builder="rvos.models.referformer:build")

@@ -15,6 +15,7 @@ VARIANT_PACKAGES = {
     "referformer": "rvos.models.referformer",
     "mutr": "rvos.models.mutr",
     "sgmg": "rvos.models.sgmg",
+    "tfvos": "rvos.models.tfvos",
 }
 
 
@@ -33,6 +34,11 @@ class Variant:
         legacy_options: options only the pickled ``argparse.Namespace`` of its original checkpoints has.
         key_prefixes: state-dict key prefixes only this variant has.
         inference_short_side: the short side its original inference resizes frames to.
+        parameter_layout: the variant whose parameters this one has exactly (TFVOS: ReferFormer's). Checkpoints of
+            either load into both, so keys cannot tell them apart: the variant comes from ``--model`` or the
+            checkpoint's own config, and ``--model`` may choose either for a checkpoint of the other.
+        prompt_frames: its training samples also carry each frame's prompt frame (TFVOS: a neighbour masked by
+            the ground truth; see ``datasets.prompt_frames``).
     """
 
     name: str
@@ -43,6 +49,12 @@ class Variant:
     legacy_options: Tuple[str, ...] = ()
     key_prefixes: Tuple[str, ...] = ()
     inference_short_side: int = 360
+    parameter_layout: Optional[str] = None
+    prompt_frames: bool = False
+
+    def layout(self) -> str:
+        """The name of the variant whose parameter layout this one has (its own name unless shared)."""
+        return self.parameter_layout or self.name
 
     def build(self, *args, **kwargs):
         module_name, function = self.builder.split(":")

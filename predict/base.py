@@ -164,6 +164,15 @@ class Benchmark:
         """The prediction writer (see ``predict.writers``) using thread ``pool`` for files."""
         raise NotImplementedError
 
+    def given_mask_path(self, root: Path, job: VideoJob, exp: int, position: int, frame_name: str) -> Path:
+        """Where a tree of this benchmark's output layout under ``root`` holds the mask of expression ``exp`` in
+        the frame at ``position`` (named ``frame_name``): the initial masks of key-frame inference."""
+        raise NotImplementedError(f"{self.name} predictions are not per-frame masks of whole videos")
+
+    def given_mask(self, label_map: np.ndarray, exp: int) -> np.ndarray:
+        """The mask [H, W] bool of expression ``exp`` in a label map read from ``given_mask_path``."""
+        raise NotImplementedError(f"{self.name} predictions are not per-frame masks of whole videos")
+
     # --------------------------------------------------------------- after all videos
     def zip_path(self) -> Optional[Path]:
         """The submission zip this run writes (None: no zip for this benchmark / split)."""

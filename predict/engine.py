@@ -15,6 +15,7 @@ can flip.
 from dataclasses import dataclass
 from typing import Callable, Dict, Iterator, List, Optional, Sequence, Set, Tuple
 
+import numpy as np
 import torch
 
 from rvos.predict.base import VideoJob, Window, WindowPlan
@@ -35,7 +36,9 @@ class LoadedVideo:
     """Decoded, resized frames of one video.
 
     frames: uint8 [N, 3, h, w] for the positions in ``rows`` (position in the video -> row);
-    orig_size: (H0, W0) of the original frames; frame_names: output name of every frame of the video.
+    orig_size: (H0, W0) of the original frames; frame_names: output name of every frame of the video;
+    originals: when loaded with ``keep_original`` (key-frame inference), the original frames, uint8 [H0, W0, 3]
+    per row.
     """
 
     frames: torch.Tensor
@@ -43,6 +46,7 @@ class LoadedVideo:
     orig_size: Tuple[int, int]
     frame_names: List[str]
     plan: WindowPlan
+    originals: Optional[List[np.ndarray]] = None
 
     @property
     def num_frames(self) -> int:
@@ -51,6 +55,12 @@ class LoadedVideo:
     def clip(self, positions: Sequence[int]) -> torch.Tensor:
         """uint8 [t, 3, h, w] of the frames at ``positions``."""
         return self.frames[[self.rows[p] for p in positions]]
+
+    def original(self, position: int) -> np.ndarray:
+        """uint8 [H0, W0, 3] original frame at ``position`` (needs ``keep_original`` when loading)."""
+        if self.originals is None:
+            raise RuntimeError("the original frames were not kept (load_video(..., keep_original=True))")
+        return self.originals[self.rows[position]]
 
 
 def normalize_frames(frames: torch.Tensor) -> torch.Tensor:
@@ -85,7 +95,8 @@ class InferenceEngine:
         self.size_divisibility = max(size_divisibility, getattr(model, "input_size_divisibility", 1))
         self.rescore_video = getattr(model, "rescore_video", None)
 
-    def _autocast(self):
+    def autocast(self):
+        """The autocast context of ``amp`` (disabled without it)."""
         return torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None)
 
     @torch.inference_mode()
@@ -140,11 +151,11 @@ class InferenceEngine:
                 target = {"size": size}
                 if window.keep is not None:
                     target["valid_indices"] = torch.tensor([window.keep], device=self.device)
-                with self._autocast():
+                with self.autocast():
                     out = self.model(samples, [caption], [target])
                 yield exp, self._expression_output(out, 0, shape)
             return
-        with self._autocast():
+        with self.autocast():
             visual = self.model.encode_video(samples)
         if window.keep is not None:
             visual = visual.select_frames(torch.tensor([window.keep], device=self.device))
@@ -152,10 +163,10 @@ class InferenceEngine:
         for start in range(0, len(expressions), batch):
             chunk = tuple(expressions[start:start + batch])
             if chunk not in texts:
-                with self._autocast():
+                with self.autocast():
                     texts[chunk] = self.model.encode_text([job.expressions[e].text for e in chunk])
             features = visual if len(chunk) == 1 else visual.repeat_videos([len(chunk)])
-            with self._autocast():
+            with self.autocast():
                 out = self.model.decode(features, texts[chunk], size[None].repeat(len(chunk), 1))
             for i, exp in enumerate(chunk):
                 yield exp, self._expression_output(out, i, shape)

@@ -25,15 +25,22 @@ def resize_frame(image: Image.Image, short_side: int, max_size: Optional[int]) -
     return image.resize((width, height), Image.BILINEAR)
 
 
-def _prepare(image: Image.Image, short_side: int, max_size: Optional[int]) -> Tuple[Tuple[int, int], torch.Tensor]:
-    """(original (H, W), resized uint8 [3, h, w]) of one frame."""
-    resized = resize_frame(image, short_side, max_size)
-    return (image.height, image.width), torch.from_numpy(np.asarray(resized).copy()).permute(2, 0, 1)
+def frame_tensor(image: Image.Image, short_side: int, max_size: Optional[int]) -> torch.Tensor:
+    """One RGB image resized as the inference transform, uint8 [3, h, w]."""
+    return torch.from_numpy(np.asarray(resize_frame(image, short_side, max_size)).copy()).permute(2, 0, 1)
+
+
+def _prepare(image: Image.Image, short_side: int, max_size: Optional[int],
+             keep_original: bool = False) -> Tuple[Tuple[int, int], torch.Tensor, Optional[np.ndarray]]:
+    """(original (H, W), resized uint8 [3, h, w], the original uint8 [H, W, 3] if kept) of one frame."""
+    original = np.asarray(image) if keep_original else None
+    return (image.height, image.width), frame_tensor(image, short_side, max_size), original
 
 
 def load_video(job: VideoJob, benchmark: Benchmark, short_side: int, max_size: Optional[int],
-               pool: Executor) -> LoadedVideo:
-    """Decode the frames of ``job`` that its window plan uses, resized, as a ``LoadedVideo``.
+               pool: Executor, keep_original: bool = False) -> LoadedVideo:
+    """Decode the frames of ``job`` that its window plan uses, resized, as a ``LoadedVideo`` (with the original
+    frames too when ``keep_original``).
 
     Image folders: only the frames the windows use are read, in parallel on ``pool``. Video files whose
     frame count is known (``job.frame_names``): decoded as a stream, keeping only the resized frames the
@@ -53,8 +60,8 @@ def load_video(job: VideoJob, benchmark: Benchmark, short_side: int, max_size: O
     if job.frame_files is not None:
         count = len(job.frame_files)
         plan, positions = planned(count)
-        prepared = list(pool.map(lambda p: _prepare(read_image_rgb(job.frame_files[p]), short_side, max_size),
-                                 positions))
+        prepared = list(pool.map(lambda p: _prepare(read_image_rgb(job.frame_files[p]), short_side, max_size,
+                                                    keep_original), positions))
     elif job.video_file is not None and job.frame_names is not None:
         count = len(job.frame_names)
         plan, positions = planned(count)
@@ -62,7 +69,7 @@ def load_video(job: VideoJob, benchmark: Benchmark, short_side: int, max_size: O
         for index, frame in enumerate(iter_video_frames(job.video_file)):
             decoded = index + 1
             if index in wanted:
-                futures[index] = pool.submit(_prepare, Image.fromarray(frame), short_side, max_size)
+                futures[index] = pool.submit(_prepare, Image.fromarray(frame), short_side, max_size, keep_original)
         if decoded != count:
             raise FrameReadError(f"{job.video_file}: {decoded} frames decoded but {count} expected")
         prepared = [futures[p].result() for p in positions]
@@ -72,15 +79,17 @@ def load_video(job: VideoJob, benchmark: Benchmark, short_side: int, max_size: O
         if count == 0:
             raise FrameReadError(f"{job.source}: the video has no frames")
         plan, positions = planned(count)
-        prepared = list(pool.map(lambda p: _prepare(Image.fromarray(decoded_frames[p]), short_side, max_size),
-                                 positions))
+        prepared = list(pool.map(lambda p: _prepare(Image.fromarray(decoded_frames[p]), short_side, max_size,
+                                                    keep_original), positions))
     orig_size = prepared[0][0]
-    for position, (size, _) in zip(positions, prepared):
+    for position, (size, _, _) in zip(positions, prepared):
         if size != orig_size:
             raise FrameReadError(f"{where(position)}: frame is {size[1]}x{size[0]} (WxH) but the video's first frame "
                                  f"{where(positions[0])} is {orig_size[1]}x{orig_size[0]}")
-    frames = torch.stack([frame for _, frame in prepared])
-    return LoadedVideo(frames, {p: i for i, p in enumerate(positions)}, orig_size, job.names_for(count), plan)
+    frames = torch.stack([frame for _, frame, _ in prepared])
+    originals = [original for _, _, original in prepared] if keep_original else None
+    return LoadedVideo(frames, {p: i for i, p in enumerate(positions)}, orig_size, job.names_for(count), plan,
+                       originals)
 
 
 class Prefetcher:

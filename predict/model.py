@@ -46,17 +46,32 @@ def _given(key: str, sources: Dict[str, str]) -> str:
     return f"--{key}" if sources[key] == COMMAND_LINE else f"'{key}' of {sources[key]}"
 
 
+def same_parameters(name: Optional[str], other: Optional[str]) -> bool:
+    """Whether two variants have the same parameters (a checkpoint of one is one of the other: TFVOS and
+    ReferFormer), so ``--model`` may choose either."""
+    try:
+        return get_variant(name or "referformer").layout() == get_variant(other or "referformer").layout()
+    except ValueError:  # a variant this checkout does not have
+        return False
+
+
 def model_options_from_config(args: argparse.Namespace, config: dict,
                               explicit: Union[Mapping[str, str], Iterable[str]]) -> argparse.Namespace:
     """``args`` with the architecture options of a checkpoint ``config`` (ours). An option given on the command
     line or in the --config file (``explicit``: ``opts.option_sources``) that the checkpoint contradicts is
-    reported and the checkpoint wins, except ``RUN_OPTIONS``."""
+    reported and the checkpoint wins, except ``RUN_OPTIONS`` and a ``--model`` with the checkpoint's parameters
+    (``same_parameters``)."""
     model_args = copy.copy(args)
     sources = _sources(explicit)
     for key in architecture_options() + EXTRA_ARCHITECTURE_OPTIONS:
         if key not in config:
             continue
         if key in RUN_OPTIONS and key in sources:
+            continue
+        if key == "model" and key in sources and same_parameters(args.model, config[key]):
+            if args.model != config[key]:
+                logger.info("--model %s on a %s checkpoint: the same parameters, built as %s", args.model,
+                            config[key], args.model)
             continue
         if key in sources and key not in SILENT_OPTIONS and getattr(args, key, None) != config[key]:
             logger.warning("%s %r ignored: the checkpoint was trained with %r", _given(key, sources),

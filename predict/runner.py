@@ -7,7 +7,9 @@
   by greedy longest-processing-time on frames x (1 + expressions), so ranks finish together.
 - A video that fails (missing or corrupt frame, bad annotation, out of memory, a write error) is
   logged and skipped; the others complete; ``<output_root>/failures.json`` lists the failures and
-  the run exits non-zero. Rerunning after fixing the input computes only what is missing.
+  the run exits non-zero. Rerunning after fixing the input computes only what is missing. An engine may
+  also report expressions that failed on their own (``run`` returns ``{expression: message}``, e.g. a
+  missing key frame): only their outputs are left out.
 - One progress bar on rank 0 counts the masks (frames x expressions) of all ranks, summed over a
   gloo side group by a background thread every ``PROGRESS_INTERVAL`` seconds.
 """
@@ -20,7 +22,7 @@ import traceback
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from functools import partial
-from typing import List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 import torch.distributed as dist
@@ -191,7 +193,7 @@ class InferenceRunner:
         total = sum(self.benchmark.work(p.job, p.expressions) for p in pending)
         progress = ProgressSync(total, self.progress_group)
         load = partial(load_video, benchmark=self.benchmark, short_side=self.short_side, max_size=self.max_size,
-                       pool=frame_pool)
+                       pool=frame_pool, keep_original=getattr(self.engine, "needs_original_frames", False))
         by_name = {p.job.name: p for p in mine}
         finalizing: List[Tuple[VideoJob, Future]] = []
         try:
@@ -202,8 +204,11 @@ class InferenceRunner:
                 try:
                     video = loaded.result()
                     output = writer.open(job, item.units, video.frame_names)
-                    self.engine.run(job, video, set(item.expressions), output.add,
-                                    order=partial(writer.order, job), progress=counter)
+                    failed = self.engine.run(job, video, set(item.expressions), output.add,
+                                             order=partial(writer.order, job), progress=counter)
+                    if failed:
+                        self._record_expressions(job, failed)
+                        output.drop(failed)
                     finalizing.append((job, finalizer.submit(finalize_video, output)))
                 except Exception as err:  # one broken video must not stop the others
                     self._record(job, err)
@@ -229,6 +234,14 @@ class InferenceRunner:
         logger.debug("".join(traceback.format_exception(err)))
         self.failures.append({"video": job.name, "source": str(job.source), "error": f"{type(err).__name__}: {err}"})
 
+    def _record_expressions(self, job: VideoJob, failed: Dict[int, str]) -> None:
+        """Expressions of a video that failed on their own (the engine computed the others)."""
+        for exp, message in sorted(failed.items()):
+            exp_id = job.expressions[exp].exp_id
+            logger.error("expression %s of video %s failed and is skipped: %s", exp_id, job.name, message)
+            self.failures.append({"video": job.name, "expression": exp_id, "source": str(job.source),
+                                  "error": message})
+
     def _collect(self, finalizing: List[Tuple[VideoJob, Future]], keep: int) -> List[Tuple[VideoJob, Future]]:
         """Wait until at most ``keep`` videos are still being written; record write failures."""
         while len(finalizing) > keep:
@@ -252,9 +265,9 @@ class InferenceRunner:
         if failures:
             failures_path.parent.mkdir(parents=True, exist_ok=True)
             failures_path.write_text(json.dumps(failures, indent=1))
-            logger.error("%d video(s) failed (listed in %s); completed outputs are kept, rerun after fixing them to "
+            logger.error("%d video(s) or expression(s) failed (listed in %s); completed outputs are kept, rerun after fixing them to "
                          "compute only what is missing:\n%s", len(failures), failures_path,
-                         "\n".join(f"  {f['video']}: {f['error']}" for f in failures))
+                         "\n".join(f"  {describe_failure(f)}" for f in failures))
             if self.zip:
                 logger.error("submission zip not written: it would be incomplete")
             return
@@ -267,6 +280,12 @@ class InferenceRunner:
             zip_path = write_zip(self.benchmark.submission_entries(jobs), self.benchmark.zip_path())
             logger.info("submission: %s (check it with tools/check_submission.py)", zip_path)
         logger.info("inference finished in %.1f s", seconds)
+
+
+def describe_failure(failure: dict) -> str:
+    """``video: error`` or ``video expression exp_id: error`` of a failures.json entry."""
+    where = failure["video"] + (f" expression {failure['expression']}" if "expression" in failure else "")
+    return f"{where}: {failure['error']}"
 
 
 def finalize_video(output: VideoOutput) -> None:

@@ -167,6 +167,7 @@ class VideoOutput:
         self.frame_names = list(frame_names)
         self.futures: List[Future] = []
         self.logits: Optional[LogitsStore] = None
+        self.dropped: List[Unit] = []
 
     def submit(self, fn: Callable, *args) -> None:
         self.futures.append(self.writer.pool.submit(fn, *args))
@@ -182,15 +183,30 @@ class VideoOutput:
                                       output.input_size)
         self.logits.add(window, exp, output)
 
+    def drop(self, expressions: Sequence[int]) -> None:
+        """Leave out the units that need any of ``expressions`` (which failed): they are not committed, their
+        partial files are removed, and their expressions' ``--save_logits`` files are not written."""
+        failed = set(expressions)
+        self.dropped += [unit for unit in self.units if failed & set(unit.expressions)]
+        self.units = [unit for unit in self.units if not failed & set(unit.expressions)]
+        if self.logits is not None:
+            needed = {exp for unit in self.units for exp in unit.expressions}
+            self.logits.arrays = {exp: arrays for exp, arrays in self.logits.arrays.items() if exp in needed}
+
     def commit(self) -> None:
         if self.logits is not None:
             self.logits.commit()
         for unit in self.units:
             commit_dir(unit.path)
+        self._remove_partials(self.dropped)
 
     def discard(self) -> None:
         """Remove the partial outputs of a failed video."""
-        for unit in self.units:
+        self._remove_partials(self.units + self.dropped)
+
+    @staticmethod
+    def _remove_partials(units: Sequence[Unit]) -> None:
+        for unit in units:
             partial = partial_path(unit.path)
             if partial.is_dir():
                 shutil.rmtree(partial, ignore_errors=True)

@@ -345,10 +345,15 @@ class Identification:
 
     def architecture_args(self) -> Optional[argparse.Namespace]:
         """The options of the one architecture that every fit of a variant built here shares (None when there is
-        no such fit, or several layouts or variants)."""
+        no such fit, or several layouts). Variants with the same parameters (TFVOS and ReferFormer) that the
+        recorded options do not tell apart give the base model, as ``infer_model_name`` does for ``inference.py``."""
         built = [fit for fit in self.fits if fit.variant in MODEL_NAMES and fit.args is not None]
-        if not built or len({fit.layout_id for fit in built}) != 1 or len({fit.variant for fit in built}) != 1:
+        if not built or len({fit.layout_id for fit in built}) != 1:
             return None
+        if len({fit.variant for fit in built}) != 1:
+            built = [fit for fit in built if fit.variant == "referformer"]
+            if not built:
+                return None
         return built[0].args
 
 

@@ -17,7 +17,7 @@ from rvos.models.mutr.mti import MTI
 from rvos.util.misc import NestedTensor, nested_tensor_from_videos_list
 
 from conftest import REFERENCE_DIR
-from fixture_models import fixture_args, max_abs_diff, zero_dropout
+from fixture_models import assert_train_step, fixture_args, max_abs_diff, zero_dropout
 
 FIXTURE = REFERENCE_DIR / "fixtures" / "mutr_tiny"
 REFERFORMER_FIXTURE = REFERENCE_DIR / "fixtures" / "referformer_tiny"
@@ -137,23 +137,8 @@ def test_train_losses_matching_and_grads(tiny, inputs):
     model.zero_grad()
     out = model(batch_samples(inputs), [t["caption"] for t in targets], targets)
     compare_outputs(out, ref["outputs_train"])
-    losses = criterion(out, targets)
-    assert set(losses) == set(ref["loss_dict"])
-    for key, value in ref["loss_dict"].items():
-        assert abs(losses[key].item() - value.item()) <= 1e-5, key
-    total = sum(losses[k] * criterion.weight_dict[k] for k in losses)
-    assert abs(total.item() - ref["total_weighted"].item()) <= 1e-4
-    assert len(criterion.last_indices) == len(ref["matcher_calls_in_criterion"])
-    for ours, theirs in zip(criterion.last_indices, ref["matcher_calls_in_criterion"]):
-        for (q, t), (rq, rt) in zip(ours, theirs):
-            assert torch.equal(q, rq) and torch.equal(t, rt)
-    total.backward()
-    params = dict(model.named_parameters())
     assert any(name.startswith("MTA.") for name in ref["grads"]) and any(n.startswith("mti.") for n in ref["grads"])
-    for name, grad in ref["grads"].items():
-        assert params[name].grad is not None, name
-        scale = max(1.0, grad.abs().max().item())
-        assert max_abs_diff(params[name].grad, grad) <= 1e-4 * scale, name
+    assert_train_step(model, criterion, out, targets, ref)
     model.zero_grad()
 
 

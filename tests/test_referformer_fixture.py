@@ -5,7 +5,7 @@ import torch
 from rvos.util.misc import nested_tensor_from_videos_list
 
 from conftest import REFERENCE_DIR
-from fixture_models import build_fixture_model, max_abs_diff, run_single_video
+from fixture_models import assert_train_step, build_fixture_model, max_abs_diff, run_single_video
 
 FIXTURE = REFERENCE_DIR / "fixtures" / "referformer_tiny"
 OUTPUT_KEYS = ("pred_logits", "pred_boxes", "pred_masks", "reference_points")
@@ -60,18 +60,4 @@ def test_train_losses_and_matching(tiny, inputs):
     targets = inputs["targets_train"]
     model.zero_grad()
     out = model(samples, [t["caption"] for t in targets], targets)
-    losses = criterion(out, targets)
-    assert set(losses) == set(ref["loss_dict"])
-    for key, value in ref["loss_dict"].items():
-        assert abs(losses[key].item() - value.item()) <= 1e-5, key
-    total = sum(losses[k] * criterion.weight_dict[k] for k in losses)
-    assert abs(total.item() - ref["total_weighted"].item()) <= 1e-4
-    for ours, theirs in zip(criterion.last_indices, ref["matcher_calls_in_criterion"]):
-        for (q, t), (rq, rt) in zip(ours, theirs):
-            assert torch.equal(q, rq) and torch.equal(t, rt)
-    total.backward()
-    params = dict(model.named_parameters())
-    for name, grad in ref["grads"].items():
-        assert params[name].grad is not None, name
-        scale = max(1.0, grad.abs().max().item())
-        assert max_abs_diff(params[name].grad, grad) <= 1e-4 * scale, name
+    assert_train_step(model, criterion, out, targets, ref)

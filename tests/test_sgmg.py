@@ -15,8 +15,9 @@ from rvos.models.checkpoint import (CheckpointMismatchError, checkpoint_config, 
 from rvos.models.sgmg.model import SgMg
 from rvos.util.misc import nested_tensor_from_videos_list
 
-from conftest import REFERENCE_DIR, assert_matches_stats, is_stats_only
-from fixture_models import build_fixture_model, fixture_args, max_abs_diff, run_single_video
+from conftest import REFERENCE_DIR
+from fixture_models import (assert_close, assert_gradients, assert_losses, assert_outputs, assert_record,
+                            build_fixture_model, fixture_args, run_recorded, run_single_video)
 
 FIXTURES = REFERENCE_DIR / "fixtures"
 MANIFEST_DIR = REFERENCE_DIR / "manifests"
@@ -28,24 +29,6 @@ SGMG_ARGV = ["--model", "sgmg", "--controller_layers", "2", "--dynamic_mask_chan
 OUTPUT_KEYS = ("pred_logits", "pred_boxes", "pred_masks", "reference_points")
 HOOKED = ("text_proj", "sentence_proj", "input_fft.0", "input_fft_post.0", "fusion_module", "controller",
           "mask_refine")
-
-
-def assert_close(ours: torch.Tensor, ref: torch.Tensor, name: str, tol: float = 1e-4):
-    """Within tol absolute plus tol relative (mask logits reach |x| ~ 75 after many layers)."""
-    assert ours.shape == ref.shape, (name, ours.shape, ref.shape)
-    assert torch.allclose(ours.double(), ref.double(), atol=tol, rtol=tol), (name, max_abs_diff(ours, ref))
-
-
-def assert_record(ours, ref, name: str):
-    """A forward-hook output against the fixture's record (full tensor or statistics)."""
-    if isinstance(ref, (tuple, list)):
-        assert len(ours) == len(ref), name
-        for i, (a, b) in enumerate(zip(ours, ref)):
-            assert_record(a, b, f"{name}[{i}]")
-    elif is_stats_only(ref):
-        assert_matches_stats(ours, ref, atol=1e-4 * max(1.0, abs(ref["min"]), abs(ref["max"])))
-    else:
-        assert_close(ours, ref, name)
 
 
 @pytest.fixture(scope="module")
@@ -62,20 +45,10 @@ def inputs():
 def eval_batch(tiny, inputs):
     """Eval outputs of the padded batch and the forward-hook outputs of the recorded modules."""
     _, model, _, _ = tiny
-    model.eval()
-    modules = dict(model.named_modules())
-    records = {name: [] for name in HOOKED}
-    handles = [modules[name].register_forward_hook(lambda m, a, out, name=name: records[name].append(out))
-               for name in HOOKED]
     samples = nested_tensor_from_videos_list(inputs["videos"], size_divisibility=32)
     assert torch.equal(samples.mask, inputs["samples_mask"])
-    try:
-        with torch.no_grad():
-            out = model(samples, inputs["captions"], inputs["targets"])
-    finally:
-        for handle in handles:
-            handle.remove()
-    return out, records
+    out, records = run_recorded(model, HOOKED, samples, inputs["captions"], inputs["targets"])
+    return out, {name: [output for _, output in calls] for name, calls in records.items()}
 
 
 def test_is_sgmg_with_public_key_names(tiny):
@@ -88,10 +61,7 @@ def test_is_sgmg_with_public_key_names(tiny):
 
 def test_eval_batch_outputs(eval_batch):
     out, _ = eval_batch
-    ref = torch.load(FIXTURE / "outputs.pt", weights_only=True)
-    assert set(out) == set(ref)
-    for key in OUTPUT_KEYS:
-        assert_close(out[key], ref[key], key)
+    assert_outputs(out, torch.load(FIXTURE / "outputs.pt", weights_only=True), OUTPUT_KEYS)
 
 
 def test_layer_records(eval_batch):
@@ -157,19 +127,10 @@ def test_train_losses_matching_and_gradients(tiny, inputs):
     assert torch.allclose(out["pred_masks_low"], ref["outputs_train"]["pred_masks_low"], atol=1e-4, rtol=1e-4)
     assert_record(out["pred_masks"], ref["outputs_train"]["pred_masks"], "pred_masks (train)")
 
-    assert set(losses) == set(ref["loss_dict"]) == set(criterion.weight_dict)
-    assert criterion.weight_dict == ref["weight_dict"]
-    for key, value in ref["loss_dict"].items():
-        assert abs(losses[key].item() - value.item()) <= 1e-5, key
-    total = sum(losses[k] * criterion.weight_dict[k] for k in losses)
-    assert abs(total.item() - ref["total_weighted"].item()) <= 1e-4
-    total.backward()
-    params = dict(model.named_parameters())
-    for name, grad in ref["grads"].items():
-        assert params[name].grad is not None, name
-        scale = max(1.0, grad.abs().max().item())
-        assert max_abs_diff(params[name].grad, grad) <= 1e-4 * scale, name
-    assert all(p.grad is None for n, p in params.items() if n.startswith("text_encoder."))
+    assert set(losses) == set(criterion.weight_dict) and criterion.weight_dict == ref["weight_dict"]
+    assert_losses(losses, criterion, ref).backward()
+    assert_gradients(model, ref)
+    assert all(p.grad is None for n, p in model.named_parameters() if n.startswith("text_encoder."))
 
 
 def test_training_decode_needs_targets(tiny):

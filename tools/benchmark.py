@@ -28,6 +28,8 @@ left out of both modes (inference.py does it in a thread pool).
         --frames 5 --height 96 --width 160 --expressions 4 --device cpu
     python tools/benchmark.py --backbone video_swin_b_p4w7 --with_box_refine --binary --text_encoder DIR \\
         --frames 3 --height 360 --width 640 --expressions 16 4 --device cpu --threads 1 --json out/bench.json
+
+``--keyframe`` times TFVOS key-frame inference instead (``tools/benchmark_keyframe.py``).
 """
 import argparse
 import json
@@ -83,6 +85,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--no_flops", action="store_true", help="skip the FLOP count (one extra forward)")
     parser.add_argument("--json", type=Path, default=None, help="write the results to this JSON file")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    parser.add_argument("--keyframe", action="store_true",
+                        help="TFVOS: time the key-frame pass against the whole-video pass, shared vs per-expression "
+                             "(tools/benchmark_keyframe.py; the model is built as --model tfvos)")
     return parser
 
 
@@ -313,6 +318,10 @@ def main(argv=None) -> Dict:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.keyframe:
+        from rvos.tools.benchmark_keyframe import run as keyframe_benchmark
+
+        return keyframe_benchmark(args)
     device = torch.device(args.device if args.device != "cuda" or torch.cuda.is_available() else "cpu")
     primary = "cpu" if device.type == "cpu" else "wall"
     torch.manual_seed(args.seed)

@@ -3,6 +3,8 @@ custom videos): the writer, the submission entries and the ``--visualize`` overl
 from pathlib import Path
 from typing import Iterator, Sequence
 
+import numpy as np
+
 from rvos.predict.base import Benchmark, VideoJob
 from rvos.predict.overlay import overlay_job
 from rvos.predict.submission import SubmissionEntry, binary_mask_entries
@@ -10,6 +12,7 @@ from rvos.predict.writers import BinaryMaskWriter
 from rvos.util.video_io import DEFAULT_FPS
 
 OVERLAY_FOLDER = "overlays"
+BINARY_FOREGROUND = 255
 
 
 class BinaryMaskBenchmark(Benchmark):
@@ -19,6 +22,14 @@ class BinaryMaskBenchmark(Benchmark):
 
     def expression_dir(self, job: VideoJob, exp_id: str) -> Path:
         raise NotImplementedError
+
+    def given_mask_path(self, root: Path, job: VideoJob, exp: int, position: int, frame_name: str) -> Path:
+        """``<root>/<video>/<exp_id>/<frame>.png`` (``Annotations/`` of a submission, or this benchmark's output)."""
+        return Path(root) / job.name / job.expressions[exp].exp_id / f"{frame_name}.png"
+
+    def given_mask(self, label_map: np.ndarray, exp: int) -> np.ndarray:
+        """Foreground = 255 exactly, as the original key-frame script reads its ``Annotations/``."""
+        return label_map == BINARY_FOREGROUND
 
     def make_writer(self, pool):
         logits = self.output_root / "logits" if self.args.save_logits else None

@@ -16,6 +16,7 @@ import logging
 from pathlib import Path
 from typing import Dict, List, Sequence
 
+import numpy as np
 import torch
 
 from rvos.predict.base import Benchmark, Unit, VideoJob, Window, WindowPlan, check_frame_folder, contiguous_clips
@@ -122,3 +123,11 @@ class DavisBenchmark(Benchmark):
     def make_writer(self, pool):
         logits = self.output_root / "logits" if self.args.save_logits else None
         return DavisWriter(pool, self.args.threshold, self.output_root, logits)
+
+    def given_mask_path(self, root: Path, job: VideoJob, exp: int, position: int, frame_name: str) -> Path:
+        """``<root>/anno_<a>/<sequence>/<position:05d>.png`` for annotator slot a = exp % 4 (this benchmark's output)."""
+        return Path(root) / f"anno_{exp % ANNOTATORS}" / job.name / f"{position:05d}.png"
+
+    def given_mask(self, label_map: np.ndarray, exp: int) -> np.ndarray:
+        """Object k = exp // 4 is label k + 1."""
+        return label_map == exp // ANNOTATORS + 1
