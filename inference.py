@@ -101,13 +101,14 @@ def main(argv: Optional[List[str]] = None) -> int:
         short_side, max_size = inference_resize(benchmark, getattr(model_args, "model", None), args.test_short_side,
                                                 args.test_max_size)
         engine = InferenceEngine(model, device, per_expression=args.per_expression, decode_batch=args.decode_batch,
-                                 amp=args.amp, size_divisibility=benchmark.size_divisibility)
+                                 amp=args.amp, size_divisibility=benchmark.size_divisibility,
+                                 multi_object=benchmark.multi_object)
+        mode = ("per-expression video model (chunked)" if engine.segment_video is not None else "per-expression"
+                if args.per_expression else f"shared-backbone mode, decode batch {args.decode_batch or 'all'}")
+        logger.info("%s inference on %s: short side %d%s, %s", benchmark.name, device, short_side,
+                    f" (long side <= {max_size})" if max_size else "", mode)
         if keyframe_mode(args):
             engine = KeyFrameEngine.from_args(args, engine, benchmark, short_side, max_size)
-        logger.info("%s inference on %s: short side %d%s, %s mode%s", benchmark.name, device, short_side,
-                    f" (long side <= {max_size})" if max_size else "",
-                    "per-expression" if args.per_expression else "shared-backbone",
-                    "" if args.per_expression else f", decode batch {args.decode_batch or 'all'}")
         runner = InferenceRunner(benchmark, engine, short_side, max_size, num_workers=args.num_workers, zip=args.zip)
         return runner.run()
     finally:

@@ -128,8 +128,10 @@ def initialise_weights(model, args, resume: Optional[Path]) -> Optional[dict]:
     if args.eval:
         raise ValueError("--eval needs the weights to evaluate: pass --resume CHECKPOINT")
     if args.pretrained_weights:
-        load_pretrained_weights(model, args.pretrained_weights, model_config=config,
-                                keep_class_head=args.pretrained_keep_class_head)
+        fresh = load_pretrained_weights(model, args.pretrained_weights, model_config=config,
+                                        keep_class_head=args.pretrained_keep_class_head)
+        if any(k.startswith("text_encoder.") for k in fresh):  # e.g. DsHmp from a Mask2Former checkpoint
+            load_text_encoder_weights(model)
         if args.backbone_pretrained:
             logger.warning("--backbone_pretrained %s is ignored: --pretrained_weights supplies the backbone",
                            args.backbone_pretrained)
@@ -216,7 +218,8 @@ class Trainer:
         if ctx.distributed:
             self.model = DistributedDataParallel(
                 model, device_ids=[device.index] if device.type == "cuda" else None,
-                find_unused_parameters=getattr(model, "ddp_find_unused_parameters", False))
+                find_unused_parameters=getattr(model, "ddp_find_unused_parameters", False),
+                broadcast_buffers=getattr(model, "ddp_broadcast_buffers", True))
         self.options = TrainOptions(max_norm=args.clip_max_norm, amp=args.amp, accumulate=args.accumulate)
         self.eval_loaders = evaluation_loaders(args, ctx) if args.dataset_file in EVAL_DURING_TRAINING else []
         self.save_every = args.save_every_iters
@@ -240,10 +243,18 @@ class Trainer:
         logger.info("saved %s (epoch %d, iteration %d%s) in %.1fs", ", ".join(str(p) for p in paths), epoch,
                     iteration, ", end of epoch" if finished else "", time.time() - started)
 
+    def set_step(self, epoch: int, done: int) -> None:
+        """Tell a criterion with a step-dependent schedule (``set_step``, e.g. DsHmp's contrastive ramp) the number
+        of optimiser steps taken so far."""
+        set_step = getattr(self.criterion, "set_step", None)
+        if set_step is not None:
+            set_step((epoch * self.iterations_per_epoch + done) // max(1, self.args.accumulate))
+
     def after_iteration(self, done: int, stepped: bool) -> bool:
         """Per-batch bookkeeping: sampler progress, the periodic mid-epoch checkpoint, and the stop time.
         Returns True to end the epoch here (``stop_at`` passed, at an optimiser step)."""
         self.done = done
+        self.set_step(self.epoch, done)
         self.sampler.advance(self.args.batch_size)
         if (self.save_every > 0 and stepped and done < self.num_iterations
                 and done - self.last_saved >= self.save_every):
@@ -272,6 +283,7 @@ class Trainer:
             first = start.iteration if epoch == start.epoch else 0
             self.sampler.set_epoch(epoch)
             self.epoch, self.last_saved, self.done = epoch, first, first
+            self.set_step(epoch, first)
             self.num_iterations = min(first + len(self.loader), self.iterations_per_epoch)
             stats = train_one_epoch(self.model, self.criterion, self.loader, self.optimizer, self.device, epoch,
                                     self.options, self.num_iterations, first, self.scaler, self.writer,

@@ -56,6 +56,19 @@ def _global_indices(low: int, high: int, video_len: int, count: int) -> List[int
     return random.choices(everything, k=extra) + everything
 
 
+def sample_near_reference(video_len: int, num_frames: int, frame_range: int) -> List[int]:
+    """VITA / DsHmp training frames: a uniformly drawn reference frame plus ``num_frames - 1`` others within
+    ``frame_range`` positions of it (without replacement when there are enough, else with), sorted."""
+    if video_len < 2:
+        raise ValueError(f"cannot sample a clip around a reference frame from a video of {video_len} frame(s)")
+    reference = random.randrange(video_len)
+    nearby = [i for i in range(max(0, reference - frame_range), min(video_len, reference + frame_range + 1))
+              if i != reference]
+    count = num_frames - 1
+    others = random.sample(nearby, count) if len(nearby) > count else random.choices(nearby, k=count)
+    return sorted(others + [reference])
+
+
 def centred_window(center: int, num_frames: int, first: int, last: int) -> List[int]:
     """Positions ``[center - T//2, center + (T+1)//2)`` clamped to ``[first, last]`` (edge padding)."""
     if last < first:

@@ -8,13 +8,15 @@ file, the anno_id and the frame); ``tools/check_dataset.py`` checks them all up 
 """
 import logging
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 from PIL import Image
 
 from rvos.datasets.base import (ExpressionClip, ExpressionClipDataset, check_same_size, expression_index, read_json,
-                           require_train_split)
+                                require_train_split)
+from rvos.datasets.instances import (InstanceClipDataset, InstanceSample, instance_samples, instance_transforms,
+                                     refer_groups)
 from rvos.datasets.transforms_video import video_transforms_from_args
 from rvos.util.rle import decode_rle
 
@@ -44,18 +46,8 @@ class MeViSDataset(ExpressionClipDataset):
         self.mask_dict: Dict[str, List[Optional[dict]]] = read_json(self.mask_file)
 
         def describe(video: str, exp_id: str, expression: dict):
-            if "anno_id" not in expression:
-                raise ValueError(f"{expressions_file}: expression {exp_id!r} of video {video!r} has no 'anno_id'")
-            anno_ids = tuple(str(a) for a in expression["anno_id"])
-            num_video_frames = len(videos[video]["frames"])
-            for anno_id in anno_ids:
-                if anno_id not in self.mask_dict:
-                    raise ValueError(f"{self.mask_file}: no masks for anno_id {anno_id} "
-                                     f"(video {video!r}, expression {exp_id!r})")
-                if len(self.mask_dict[anno_id]) != num_video_frames:
-                    raise ValueError(f"{self.mask_file}: anno_id {anno_id} has {len(self.mask_dict[anno_id])} "
-                                     f"entries but video {video!r} has {num_video_frames} frames")
-            return anno_ids, MEVIS_LABEL
+            return check_annotations(videos, self.mask_dict, expressions_file, self.mask_file, video, exp_id,
+                                     expression), MEVIS_LABEL
 
         samples = expression_index(videos, num_frames, expressions_file, describe)
         super().__init__(split_dir, samples, transforms, num_frames, reverse_prob)
@@ -64,20 +56,72 @@ class MeViSDataset(ExpressionClipDataset):
     def frame_mask(self, sample: ExpressionClip, position: int, frame: Image.Image) -> np.ndarray:
         union = np.zeros((frame.height, frame.width), dtype=bool)
         for anno_id in sample.referent:
-            rle = self.mask_dict[anno_id][position]
-            if rle is None:
-                continue
-            where = f"{self.mask_file} (anno_id {anno_id}, frame {position})"
-            mask = decode_rle(rle, where)
-            check_same_size(frame, mask, str(self.frame_path(sample.video, sample.frames[position])), where)
-            union |= mask
+            union |= object_mask(self.mask_dict, self.mask_file, anno_id, position, frame,
+                                 self.frame_path(sample.video, sample.frames[position]))
         return union
 
 
-def build(image_set: str, args) -> MeViSDataset:
-    """MeViS train split of ``args.mevis_path`` (the only split used for training, as in the original)."""
+def object_mask(mask_dict: Dict[str, List[Optional[dict]]], mask_file: Path, anno_id: str, position: int,
+                frame: Image.Image, frame_path: Path) -> np.ndarray:
+    """One annotation's mask [H, W] bool in the frame at ``position`` (all False where the entry is null)."""
+    rle = mask_dict[anno_id][position]
+    if rle is None:
+        return np.zeros((frame.height, frame.width), dtype=bool)
+    where = f"{mask_file} (anno_id {anno_id}, frame {position})"
+    mask = decode_rle(rle, where)
+    check_same_size(frame, mask, str(frame_path), where)
+    return mask
+
+
+def check_annotations(videos: Dict[str, dict], mask_dict: Dict[str, list], expressions_file: Path, mask_file: Path,
+                      video: str, exp_id: str, expression: dict) -> Tuple[str, ...]:
+    """The expression's annotation ids (as strings), each checked to have one mask entry per frame."""
+    if "anno_id" not in expression:
+        raise ValueError(f"{expressions_file}: expression {exp_id!r} of video {video!r} has no 'anno_id'")
+    anno_ids = tuple(str(a) for a in expression["anno_id"])
+    num_video_frames = len(videos[video]["frames"])
+    for anno_id in anno_ids:
+        if anno_id not in mask_dict:
+            raise ValueError(f"{mask_file}: no masks for anno_id {anno_id} (video {video!r}, expression {exp_id!r})")
+        if len(mask_dict[anno_id]) != num_video_frames:
+            raise ValueError(f"{mask_file}: anno_id {anno_id} has {len(mask_dict[anno_id])} entries but video "
+                             f"{video!r} has {num_video_frames} frames")
+    return anno_ids
+
+
+def build(image_set: str, args):
+    """MeViS train split of ``args.mevis_path`` (the only split used for training, as in the original): union
+    masks, or per-object clips in DsHmp's form with ``--model dshmp``."""
     root = Path(args.mevis_path)
     require_train_split(root, image_set, "MeViS")
+    if getattr(args, "model", None) == "dshmp":
+        return build_instances(root / "train", args)
     transforms = video_transforms_from_args("train", args)
     return MeViSDataset(root / "train", transforms, num_frames=getattr(args, "num_frames", 5),
                         reverse_prob=getattr(args, "clip_reverse_prob", 0.0))
+
+
+def build_instances(split_dir: Path, args) -> InstanceClipDataset:
+    """MeViS training clips in DsHmp's form (its ``MeViSDatasetMapper``): one mask per referred object."""
+    expressions_file = split_dir / "meta_expressions.json"
+    mask_file = split_dir / "mask_dict.json"
+    videos = read_json(expressions_file).get("videos")
+    if videos is None:
+        raise ValueError(f"{expressions_file}: no top-level 'videos' key")
+    logger.info("loading %s", mask_file)
+    mask_dict: Dict[str, List[Optional[dict]]] = read_json(mask_file)
+
+    def describe(video: str, exp_id: str, expression: dict) -> Tuple[Tuple[str, ...], Tuple[int, ...]]:
+        anno_ids = check_annotations(videos, mask_dict, expressions_file, mask_file, video, exp_id, expression)
+        obj_ids = tuple(int(i) for i in expression.get("obj_id", range(len(anno_ids))))
+        if len(obj_ids) != len(anno_ids):
+            raise ValueError(f"{expressions_file}: expression {exp_id!r} of video {video!r} has {len(obj_ids)} "
+                             f"obj_id for {len(anno_ids)} anno_id")
+        return anno_ids, obj_ids
+
+    def mask(sample: InstanceSample, k: int, position: int, frame: Image.Image, frame_path: Path) -> np.ndarray:
+        return object_mask(mask_dict, mask_file, sample.objects[k], position, frame, frame_path)
+
+    return InstanceClipDataset(split_dir, instance_samples(videos, expressions_file, describe), refer_groups(
+        videos, getattr(args, "dshmp_exact_refer_groups", False)), mask, instance_transforms(args),
+        num_frames=getattr(args, "num_frames", 8), frame_range=getattr(args, "dshmp_frame_range", 10))

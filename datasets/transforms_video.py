@@ -33,6 +33,9 @@ TRAIN_SCALES = (288, 320, 352, 392, 416, 448, 480, 512)
 CROP_PRE_SCALES = (400, 500, 600)
 CROP_MIN, CROP_MAX = 384, 600
 VAL_SHORT_SIDE, VAL_MAX_SIZE = 360, 640
+# Mask2Former / VITA clip augmentation (DsHmp's yaml): the crop branch pre-resizes with the long side <= 1333.
+MASK2FORMER_TRAIN_SCALES = (288, 320, 352, 384, 416, 448, 480, 512)
+MASK2FORMER_CROP_MAX_SIZE = 1333
 
 
 class Compose:
@@ -102,16 +105,18 @@ def hflip(frames: Frames, target: Target) -> Tuple[Frames, Target]:
 
 
 class RandomHorizontalFlip:
-    """Flip the whole clip with probability ``p`` and swap left/right in ``target['caption']``."""
+    """Flip the whole clip with probability ``p`` and swap left/right in ``target['caption']`` (unless
+    ``swap_caption`` is False: detectron2's clip flip leaves the sentence as it is)."""
 
-    def __init__(self, p: float = 0.5, legacy_caption_flip: bool = False):
+    def __init__(self, p: float = 0.5, legacy_caption_flip: bool = False, swap_caption: bool = True):
         self.p = p
         self.legacy_caption_flip = legacy_caption_flip
+        self.swap_caption = swap_caption
 
     def __call__(self, frames: Frames, target: Target):
         if random.random() < self.p:
             frames, target = hflip(frames, target)
-            if "caption" in target:
+            if "caption" in target and self.swap_caption:
                 target["caption"] = swap_left_right(target["caption"], self.legacy_caption_flip)
         return frames, target
 
@@ -327,6 +332,18 @@ def video_transforms_from_args(image_set: str, args) -> Compose:
         "train" if image_set == "train" else "val", max_size=getattr(args, "max_size", 640),
         photometric_after_resize=getattr(args, "photometric_after_resize", False),
         legacy_caption_flip=getattr(args, "legacy_caption_flip", False))
+
+
+def make_mask2former_clip_transforms(scales: Sequence[int] = MASK2FORMER_TRAIN_SCALES, max_size: int = 768,
+                                     swap_caption: bool = False) -> Compose:
+    """Mask2Former / VITA training clips (DsHmp): with probability 0.5 resize to 400-600 (long side <= 1333) and
+    crop 384-600, then resize to ``scales`` (long side <= ``max_size``), flip with probability 0.5 (the sentence
+    untouched unless ``swap_caption``), no photometric distortion -> Check -> tensor."""
+    resize_or_crop = RandomSelect(
+        RandomResize(scales, max_size=max_size),
+        Compose([RandomResize(CROP_PRE_SCALES, max_size=MASK2FORMER_CROP_MAX_SIZE), RandomSizeCrop(CROP_MIN, CROP_MAX),
+                 RandomResize(scales, max_size=max_size)]))
+    return Compose([resize_or_crop, RandomHorizontalFlip(swap_caption=swap_caption), Check(), ToNormalizedTensor()])
 
 
 def make_video_transforms(image_set: str, max_size: int = 640, photometric_after_resize: bool = False,

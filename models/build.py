@@ -35,8 +35,9 @@ def build_model(args) -> Tuple[nn.Module, nn.Module, object]:
     variant = get_variant(resolve_model_name(args))
     set_msda_impl(getattr(args, "msda_impl", "auto"))
     num_classes = num_classes_for(args)
-    backbone = build_backbone(args)
-    transformer = build_deformable_transformer(args)
+    core = variant.uses_referformer_core
+    backbone = build_backbone(args) if core else None
+    transformer = build_deformable_transformer(args) if core else None
     source = TextEncoderSource(getattr(args, "text_encoder", "roberta-base"))
     text_encoder = build_roberta(source)
     model, criterion = variant.build(args, backbone, transformer, text_encoder, source, num_classes)

@@ -35,6 +35,8 @@ from torch import nn
 
 from rvos.util.write_failure import is_write_failure, write_failure
 
+from rvos.util.safe_pickle import load_plain_pickle
+
 from .variants import MODEL_NAMES, all_variants
 
 logger = logging.getLogger(__name__)
@@ -63,15 +65,30 @@ class CheckpointMismatchError(RuntimeError):
     """A checkpoint's weights do not fit the model (with a table of the differences)."""
 
 
+def read_detectron2_pickle(path: Path) -> dict:
+    """A detectron2 ``.pkl`` checkpoint (``{'model': {name: numpy array}, ...}``, e.g. Mask2Former's model zoo) with
+    tensors for arrays; only arrays and plain containers are unpickled (``util.safe_pickle``)."""
+    try:
+        data = load_plain_pickle(path, allow_arrays=True, encoding="latin1")
+    except (pickle.UnpicklingError, OSError) as err:
+        raise CheckpointError(f"checkpoint {path} cannot be read as a detectron2 .pkl weights file: {err}") from err
+    if not isinstance(data, dict) or not isinstance(data.get("model", data), dict):
+        raise CheckpointError(f"checkpoint {path} is not a detectron2 weights file (expected a dict with 'model')")
+    weights = data.get("model", data)
+    return {"model": {k: torch.as_tensor(v) for k, v in weights.items() if hasattr(v, "shape")}}
+
+
 def read_checkpoint(path, map_location="cpu") -> dict:
-    """Load a checkpoint file with ``weights_only=True`` (Namespace allowlisted), or a checkpoint folder
-    (``config.json`` + ``model.safetensors``, nothing unpickled). Raises CheckpointError naming the file when it is
-    missing, truncated, corrupt or not a checkpoint."""
+    """Load a checkpoint file with ``weights_only=True`` (Namespace allowlisted), a detectron2 ``.pkl`` (restricted
+    reader), or a checkpoint folder (``config.json`` + ``model.safetensors``, nothing unpickled). Raises
+    CheckpointError naming the file when it is missing, truncated, corrupt or not a checkpoint."""
     path = Path(path)
     if path.is_dir():
         return _read_checkpoint_folder(path, map_location)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist")
+    if path.suffix == ".pkl":
+        return read_detectron2_pickle(path)
     return _checkpoint_dict(path, _torch_load(path, map_location=map_location))
 
 
@@ -195,7 +212,7 @@ def mismatch_report(source: str, missing, unexpected, shapes, ckpt_config: Optio
         lines.append(f"  {'key':60s} {'checkpoint':>20s} {'model':>20s}")
         lines += [f"  {k:60s} {str(list(a)):>20s} {str(list(b)):>20s}" for k, a, b in shapes[:limit]]
     hints = []
-    variant = _variant_hint(unexpected, missing, ckpt_config, model_config)
+    variant = _variant_hint(unexpected, missing, [s[0] for s in shapes], ckpt_config, model_config)
     if variant:
         lines.insert(1, "  " + variant)
     if any(".decoder.bbox_embed." in k for k in unexpected):
@@ -221,13 +238,16 @@ def _key_groups(keys: List[str]) -> List[str]:
     return [f"{group} ({count} keys)" for group, count in groups.items()]
 
 
-def _variant_hint(unexpected, missing, ckpt_config: Optional[dict], model_config: Optional[dict]) -> Optional[str]:
-    """'the checkpoint is from another model variant' when its keys or its config show one."""
+def _variant_hint(unexpected, missing, shared, ckpt_config: Optional[dict],
+                  model_config: Optional[dict]) -> Optional[str]:
+    """'the checkpoint is from another model variant' when its keys or its config show one (``shared``: the keys
+    both have, with other shapes)."""
     run = None if model_config is None else model_config.get("model") or "referformer"
     theirs = model_name_from_keys(unexpected)
     if theirs is None and run is not None:
         theirs = model_name_from_config(ckpt_config)
-    if theirs is None and run not in (None, "referformer") and model_name_from_keys(missing) == run:
+    if (theirs is None and run not in (None, "referformer") and model_name_from_keys(missing) == run
+            and model_name_from_keys(shared) != run):
         theirs = "referformer"  # a bare state dict without this variant's own modules
     if theirs is None or theirs == run:
         return None
@@ -264,11 +284,18 @@ def load_pretrained_weights(model: nn.Module, path, model_config: Optional[dict]
                             keep_class_head: bool = False) -> List[str]:
     """Fine-tuning initialisation (training starts at epoch 0). By default all weights except the class heads
     (``class_embed.*``), which keep their fresh initialisation as in the original (the class count may differ);
-    ``keep_class_head`` loads them too (the MeViS-2024 solution's weights-only ``--resume``)."""
+    ``keep_class_head`` loads them too (the MeViS-2024 solution's weights-only ``--resume``). A model with an
+    ``adapt_pretrained_state(state) -> (state, prefixes left fresh)`` method adapts foreign layouts first (DsHmp:
+    a Mask2Former checkpoint)."""
     ckpt = read_checkpoint(path)
     drop = () if keep_class_head else ("class_embed",)
-    state = {k: v for k, v in ckpt["model"].items() if k.split(".", 1)[0] not in drop}
-    left = load_state_dict_strict(model, state, str(path), allowed_missing=tuple(f"{d}." for d in drop),
+    state = {k: v for k, v in normalise_state_dict(ckpt["model"]).items() if k.split(".", 1)[0] not in drop}
+    allowed = tuple(f"{d}." for d in drop)
+    adapt = getattr(model, "adapt_pretrained_state", None)
+    if adapt is not None:
+        state, fresh = adapt(state)
+        allowed += tuple(fresh)
+    left = load_state_dict_strict(model, state, str(path), allowed_missing=allowed,
                                   ckpt_config=checkpoint_config(ckpt), model_config=model_config)
     logger.info("initialised from %s; kept fresh: %s", path, ", ".join(left) or "nothing")
     return left

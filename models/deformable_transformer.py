@@ -51,6 +51,16 @@ class Memory:
         return maps
 
 
+def reset_deformable_parameters(module: nn.Module) -> None:
+    """Deformable-DETR's initialisation: xavier for every matrix, then MSDeformAttn's own reset."""
+    for p in module.parameters():
+        if p.dim() > 1:
+            nn.init.xavier_uniform_(p)
+    for m in module.modules():
+        if isinstance(m, MSDeformAttn):
+            m._reset_parameters()
+
+
 class DeformableEncoderLayer(nn.Module):
     """MSDeformAttn self-attention over all levels of one frame, then FFN (post-norm)."""
 
@@ -199,12 +209,7 @@ class DeformableTransformer(nn.Module):
         self._reset_parameters()
 
     def _reset_parameters(self):
-        for p in self.parameters():
-            if p.dim() > 1:
-                nn.init.xavier_uniform_(p)
-        for m in self.modules():
-            if isinstance(m, MSDeformAttn):
-                m._reset_parameters()
+        reset_deformable_parameters(self)
         nn.init.xavier_uniform_(self.reference_points.weight, gain=1.0)
         nn.init.constant_(self.reference_points.bias, 0.0)
         nn.init.normal_(self.level_embed)

@@ -1,5 +1,6 @@
 """Mask/box losses and matching costs of the family, normalised as the original code does."""
 import torch
+import torch.nn.functional as F
 from torchvision.ops import sigmoid_focal_loss as _focal
 
 
@@ -15,6 +16,20 @@ def dice_loss(inputs: torch.Tensor, targets: torch.Tensor, num_boxes: float) -> 
     numerator = 2 * (inputs * targets).sum(1)
     denominator = inputs.sum(-1) + targets.sum(-1)
     return (1 - (numerator + 1) / (denominator + 1)).sum() / num_boxes
+
+
+def sigmoid_ce_loss(inputs: torch.Tensor, targets: torch.Tensor, num_masks: float) -> torch.Tensor:
+    """Binary cross-entropy of logits [N, M] vs targets [N, M], mean over M, summed over N, divided by ``num_masks``
+    (Mask2Former's point-sampled mask loss)."""
+    return F.binary_cross_entropy_with_logits(inputs, targets, reduction="none").mean(1).sum() / num_masks
+
+
+def pairwise_sigmoid_ce(inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Mean binary cross-entropy of every prediction [N, D] (logits) against every target [M, D] -> [N, M]."""
+    positive = F.binary_cross_entropy_with_logits(inputs, torch.ones_like(inputs), reduction="none")
+    negative = F.binary_cross_entropy_with_logits(inputs, torch.zeros_like(inputs), reduction="none")
+    cost = torch.einsum("nc,mc->nm", positive, targets) + torch.einsum("nc,mc->nm", negative, 1 - targets)
+    return cost / inputs.shape[1]
 
 
 def pairwise_focal_cost(inputs: torch.Tensor, targets: torch.Tensor, alpha: float = 0.25,

@@ -16,6 +16,7 @@ VARIANT_PACKAGES = {
     "mutr": "rvos.models.mutr",
     "sgmg": "rvos.models.sgmg",
     "tfvos": "rvos.models.tfvos",
+    "dshmp": "rvos.models.dshmp",
 }
 
 
@@ -39,6 +40,8 @@ class Variant:
             checkpoint's own config, and ``--model`` may choose either for a checkpoint of the other.
         prompt_frames: its training samples also carry each frame's prompt frame (TFVOS: a neighbour masked by
             the ground truth; see ``datasets.prompt_frames``).
+        uses_referformer_core: whether it is built on ReferFormer's backbone joiner and deformable transformer
+            (else the builder gets None for both and builds its own parts).
     """
 
     name: str
@@ -55,6 +58,7 @@ class Variant:
     def layout(self) -> str:
         """The name of the variant whose parameter layout this one has (its own name unless shared)."""
         return self.parameter_layout or self.name
+    uses_referformer_core: bool = True
 
     def build(self, *args, **kwargs):
         module_name, function = self.builder.split(":")

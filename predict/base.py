@@ -133,6 +133,8 @@ class Benchmark:
 
     name = ""
     size_divisibility = 1
+    # Expressions may refer to zero or several objects (MeViS): models that can output that do so.
+    multi_object = False
     short_side: Optional[int] = None
     max_size: Optional[int] = None
     zip_by_default = False

@@ -6,6 +6,10 @@ Shared mode (default): per window, the text-independent visual backbone runs onc
 ``model.decode``). ``per_expression`` runs the full model per expression as the original scripts
 do (``model(samples, [caption], [target])``).
 
+A video model (a ``segment_video`` method: DsHmp) fuses the language inside its backbone, so nothing visual can be
+shared between expressions: per expression it runs the whole window in chunks and its outputs come back per chunk
+of frames (memory bounded by the chunk); the decoded and resized frames are what the expressions share.
+
 With ``decode_batch`` 1 the two modes run the same operations on tensors of the same shapes and give
 bit-identical outputs. Decoding several expressions in one batch is faster on a GPU but changes the
 floating-point rounding (matrix kernels depend on the batch size; captions are padded to the longest),
@@ -71,12 +75,29 @@ def normalize_frames(frames: torch.Tensor) -> torch.Tensor:
     return frames.to(torch.float32).div(255).sub_(mean).div_(std)
 
 
+class NormalizedFrames:
+    """The frames of a window normalised on demand (``frames[start:end]`` -> float [t, 3, h, w] on ``device``), so a
+    chunked model holds one chunk of float frames at a time."""
+
+    def __init__(self, video: LoadedVideo, positions: Sequence[int], device: torch.device):
+        self.video = video
+        self.positions = list(positions)
+        self.device = device
+
+    def __len__(self) -> int:
+        return len(self.positions)
+
+    def __getitem__(self, index: slice) -> torch.Tensor:
+        return normalize_frames(self.video.clip(self.positions[index]).to(self.device, non_blocking=True))
+
+
 class InferenceEngine:
     """Runs ``model`` (eval mode, on ``device``) over the windows of videos.
 
     per_expression: the full model per expression; decode_batch: expressions per decode call in shared
     mode (0 = all of a window's expressions at once); amp: None, 'fp16' or 'bf16' (autocast);
-    size_divisibility: the padding of the model input.
+    size_divisibility: the padding of the model input; multi_object: the benchmark's expressions may refer to
+    zero or several objects (MeViS), which a model with ``segment_video`` then outputs.
 
     Contiguous sub-videos choose one query per expression for the whole video: by default from the
     per-frame scores of all windows averaged together (ReferFormer has no re-scoring); a model with a
@@ -86,8 +107,11 @@ class InferenceEngine:
     """
 
     def __init__(self, model: torch.nn.Module, device: torch.device, per_expression: bool = False,
-                 decode_batch: int = 1, amp: Optional[str] = None, size_divisibility: int = 1):
+                 decode_batch: int = 1, amp: Optional[str] = None, size_divisibility: int = 1,
+                 multi_object: bool = False):
         self.model = model
+        self.multi_object = multi_object
+        self.segment_video = getattr(model, "segment_video", None)
         self.device = torch.device(device)
         self.per_expression = per_expression
         self.decode_batch = decode_batch
@@ -112,12 +136,12 @@ class InferenceEngine:
             expressions = order([e for e in window.expressions if e in needed])
             if not expressions:
                 continue
-            for exp, output in self._window_outputs(job, video, window, expressions, texts):
+            for part, exp, output in self._window_outputs(job, video, window, expressions, texts):
                 if video.plan.video_query:
-                    held.append((window, exp, output.to("cpu")))
+                    held.append((part, exp, output.to("cpu")))
                 else:
-                    emit(window, exp, output)
-                    progress(len(window.positions))
+                    emit(part, exp, output)
+                    progress(len(part.positions))
         if held:
             self._emit_with_video_queries(held, video.num_frames, emit, progress)
 
@@ -138,6 +162,36 @@ class InferenceEngine:
             progress(len(window.positions))
 
     def _window_outputs(self, job: VideoJob, video: LoadedVideo, window: Window, expressions: List[int],
+                        texts: Dict) -> Iterator[Tuple[Window, int, ExpressionOutput]]:
+        """(window or a part of its frames, expression, outputs) for every expression of the window."""
+        if self.segment_video is not None:
+            yield from self._video_model_outputs(job, video, window, expressions)
+            return
+        for exp, output in self._shared_outputs(job, video, window, expressions, texts):
+            yield window, exp, output
+
+    def _video_model_outputs(self, job: VideoJob, video: LoadedVideo, window: Window, expressions: List[int]
+                             ) -> Iterator[Tuple[Window, int, ExpressionOutput]]:
+        """A video model per expression: its outputs per chunk of frames (``segment_video``, e.g. DsHmp)."""
+        if window.keep is not None:
+            raise ValueError(f"{type(self.model).__name__} segments whole windows; benchmarks that decode one annotated "
+                             f"frame of a window (A2D-Sentences, JHMDB-Sentences) are not supported with it")
+        clip = NormalizedFrames(video, window.positions, self.device)
+        divisor = self.size_divisibility
+        input_size = tuple(video.frames.shape[-2:])
+        shape = dict(input_size=input_size, padded_size=tuple(-(-s // divisor) * divisor for s in input_size),
+                     orig_size=video.orig_size)
+        for exp in expressions:
+            with self.autocast():
+                chunks = self.segment_video(clip, job.expressions[exp].text, self.multi_object)
+                for start, end, out in chunks:
+                    logits = out["fg_logits"].float()[None, :, None].expand(end - start, -1, -1)
+                    union = tuple(int(q) for q in out["kept"]) if self.multi_object else None
+                    output = ExpressionOutput(logits, out["masks"].float(), query=int(out["top"]), union=union,
+                                              via_padded=True, **shape)
+                    yield Window(window.positions[start:end], window.expressions, window.keep), exp, output
+
+    def _shared_outputs(self, job: VideoJob, video: LoadedVideo, window: Window, expressions: List[int],
                         texts: Dict) -> Iterator[Tuple[int, ExpressionOutput]]:
         clip = normalize_frames(video.clip(window.positions).to(self.device, non_blocking=True))
         samples = nested_tensor_from_videos_list([clip], size_divisibility=self.size_divisibility)

@@ -34,7 +34,10 @@ class ExpressionOutput:
     input_size: (h, w) of the resized frames before padding; padded_size: (H, W) of the model input;
     orig_size: (H0, W0) of the original frames; query: the query chosen for the whole video, or None
     (then the window chooses its own with ``best_query``); extras: other per-expression outputs of the
-    model kept for a ``rescore_video`` hook (see ``InferenceEngine``).
+    model kept for a ``rescore_video`` hook (see ``InferenceEngine``); union: the queries whose masks are OR-ed
+    (a model that outputs zero, one or several objects, DsHmp on MeViS; None: the chosen query alone);
+    via_padded: upsample the stride-4 logits to the padded input size, crop the padding, then resize to the
+    original size (Mask2Former / DsHmp), instead of cropping at stride 4 and resizing once (ReferFormer).
     """
 
     logits: torch.Tensor
@@ -44,6 +47,8 @@ class ExpressionOutput:
     orig_size: Tuple[int, int]
     query: Optional[int] = None
     extras: Dict[str, torch.Tensor] = field(default_factory=dict)
+    union: Optional[Tuple[int, ...]] = None
+    via_padded: bool = False
 
     @property
     def num_frames(self) -> int:
@@ -56,30 +61,51 @@ class ExpressionOutput:
     def chosen_query(self) -> int:
         return self.query if self.query is not None else best_query(self.logits)
 
+    def output_queries(self) -> Tuple[int, ...]:
+        """The queries making up the output mask (possibly none)."""
+        return (self.chosen_query(),) if self.union is None else tuple(self.union)
+
     def frame_scores(self) -> torch.Tensor:
         """[t] sigmoid score of the chosen query in each frame (max over classes)."""
         return self.logits[:, self.chosen_query()].sigmoid().max(-1).values
 
-    def chosen_mask_logits(self) -> torch.Tensor:
-        """[t, h', w'] stride-4 mask logits of the chosen query, the padding cropped off (h' = ceil(h / 4)
-        when the input was padded; the whole map otherwise)."""
-        masks = self.masks[:, self.chosen_query()]
+    def crop_stride4(self, masks: torch.Tensor) -> torch.Tensor:
+        """Stride-4 logits [..., h4, w4] with the padding cropped off (h' = ceil(h / 4) when the input was padded;
+        the whole map otherwise)."""
         (h, w), (ph, pw) = self.input_size, self.padded_size
         if (h, w) != (ph, pw):
             mh, mw = masks.shape[-2:]
-            masks = masks[:, :math.ceil(h * mh / ph), :math.ceil(w * mw / pw)]
+            masks = masks[..., :math.ceil(h * mh / ph), :math.ceil(w * mw / pw)]
         return masks
 
+    def chosen_mask_logits(self) -> torch.Tensor:
+        """[t, h', w'] stride-4 mask logits of the chosen query, the padding cropped off."""
+        return self.crop_stride4(self.masks[:, self.chosen_query()])
+
     def probabilities(self) -> torch.Tensor:
-        """[t, H0, W0] foreground probabilities of the chosen query at the original frame size."""
-        masks = self.chosen_mask_logits().float().unsqueeze(0)
+        """[t, H0, W0] foreground probabilities at the original frame size: of the chosen query, or the maximum over
+        the ``union`` queries (zero when it is empty)."""
+        queries = self.output_queries()
+        if not queries:
+            return self.masks.new_zeros((self.num_frames, *self.orig_size), dtype=torch.float32)
+        masks = self.masks[:, list(queries)].float().transpose(0, 1)  # [k, t, h4, w4]
+        if self.via_padded:
+            masks = F.interpolate(masks, size=tuple(self.padded_size), mode="bilinear", align_corners=False)
+            masks = masks[..., :self.input_size[0], :self.input_size[1]]
+        else:
+            masks = self.crop_stride4(masks)
         masks = F.interpolate(masks, size=tuple(self.orig_size), mode="bilinear", align_corners=False)
-        return masks.sigmoid()[0]
+        return masks.sigmoid().amax(0)
 
     def binary_masks(self, threshold: float) -> np.ndarray:
         """bool [t, H0, W0]: ``probabilities() > threshold`` on the CPU (the PNGs of every binary benchmark)."""
         return (self.probabilities() > threshold).cpu().numpy()
 
     def soft_masks(self) -> torch.Tensor:
-        """[t, h', w'] probabilities of the chosen query at stride 4 of the resized input (``--save_logits``)."""
-        return self.chosen_mask_logits().float().sigmoid()
+        """[t, h', w'] probabilities at stride 4 of the resized input (``--save_logits``): of the chosen query, or the
+        maximum over the ``union`` queries (zero when it is empty)."""
+        queries = self.output_queries()
+        masks = self.crop_stride4(self.masks).float()
+        if not queries:
+            return masks.new_zeros((masks.shape[0], *masks.shape[-2:]))
+        return masks[:, list(queries)].sigmoid().amax(1)

@@ -18,6 +18,7 @@ from rvos.models.checkpoint import (CheckpointError, checkpoint_layout, load_mod
                                     model_name_from_config, model_name_from_keys, read_checkpoint)
 from rvos.tools.convert_checkpoint import main as convert_main, same_bits
 from conftest import REFERENCE_DIR, skip_unless_variant_exists
+from dshmp_fixture import build_tiny
 from fixture_models import build_fixture_model, fixture_args
 from test_mutr import tiny_ffn_dim
 from test_sgmg import SGMG_ARGV
@@ -79,9 +80,12 @@ def test_round_trip_is_bit_exact_and_reads_without_unpickling(checkpoint, tmp_pa
 def test_converted_fixture_loads_into_our_model(checkpoint, tmp_path):
     variant = skip_unless_variant_exists(checkpoint.parent.name.split("_")[0])
     fixture = checkpoint.parent
-    extra = {"sgmg": SGMG_ARGV, "mutr": ["--model", "mutr", "--mutr_ffn_dim", str(tiny_ffn_dim())]}.get(variant, [])
-    _, from_pth, _, _ = build_fixture_model(fixture, tmp_path, extra)
-    args = fixture_args(fixture, tmp_path, extra)
+    if variant == "dshmp":  # its own layout and command line (tests/dshmp_fixture.py)
+        args, from_pth, _ = build_tiny(tmp_path)
+    else:
+        extra = {"sgmg": SGMG_ARGV, "mutr": ["--model", "mutr", "--mutr_ffn_dim", str(tiny_ffn_dim())]}.get(variant, [])
+        _, from_pth, _, _ = build_fixture_model(fixture, tmp_path, extra)
+        args = fixture_args(fixture, tmp_path, extra)
     torch.manual_seed(7)
     from_folder, _, _ = build_model(args)
     load_model_checkpoint(from_folder, convert(checkpoint, tmp_path / "converted"), model_config=vars(args))

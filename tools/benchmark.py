@@ -30,6 +30,14 @@ left out of both modes (inference.py does it in a thread pool).
         --frames 3 --height 360 --width 640 --expressions 16 4 --device cpu --threads 1 --json out/bench.json
 
 ``--keyframe`` times TFVOS key-frame inference instead (``tools/benchmark_keyframe.py``).
+
+A video model (``segment_video``: DsHmp) fuses the text into its backbone, so there is no shared mode: one
+expression is segmented and its time and peak memory (above the memory before the run) reported. With
+``--frame_counts 36 72`` every video length runs in a fresh process, once keeping the mask features of the whole
+video (``--dshmp_mask_features keep``, the original) and once recomputing them per chunk (``recompute``):
+
+    python tools/benchmark.py --model dshmp --text_encoder DIR --height 224 --width 400 --frame_counts 36 72 \\
+        --device cpu --threads 1 --json out/dshmp_memory.json
 """
 import argparse
 import json
@@ -88,6 +96,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--keyframe", action="store_true",
                         help="TFVOS: time the key-frame pass against the whole-video pass, shared vs per-expression "
                              "(tools/benchmark_keyframe.py; the model is built as --model tfvos)")
+    parser.add_argument("--frame_counts", type=int, nargs="+", default=None,
+                        help="video models: measure each video length in a fresh process, keeping and recomputing "
+                             "the mask features")
     return parser
 
 
@@ -313,7 +324,59 @@ def stage_table(records: List[Dict], clock: str) -> Dict[str, float]:
     return table
 
 
+# ------------------------------------------------------------------------------------------- video models
+
+def video_model_run(args, model, device: torch.device) -> Dict:
+    """One expression on a ``--frames`` video with a video model (``segment_video``): time and peak memory."""
+    orig_h, orig_w = args.orig_height or 2 * args.height, args.orig_width or 2 * args.width
+    clock = Clock(device)
+    with tempfile.TemporaryDirectory() as tmp, ThreadPoolExecutor(max(1, args.num_workers)) as pool:
+        files = write_frames(Path(tmp), args.frames, orig_h, orig_w, args.seed)
+        job = VideoJob("benchmark", [Expression("0", captions(1, args.seed)[0])], frame_files=files)
+        video = load_video(job, SyntheticVideo(args), min(args.height, args.width), max(args.height, args.width),
+                           pool)
+        engine = InferenceEngine(model, device, multi_object=True)
+        baseline = torch.cuda.memory_allocated(device) / 2 ** 20 if device.type == "cuda" else current_rss() / 2 ** 20
+        memory: Dict[str, float] = {}
+        with peak_memory(device, memory):
+            start = clock.now()
+            engine.run(job, video, {0}, Masks(args.threshold))
+            seconds = clock.since(start)
+    return {"machine": machine() if device.type == "cpu" else torch.cuda.get_device_name(device),
+            "device": str(device), "torch_threads": torch.get_num_threads(), "frames": args.frames,
+            "input_size": list(video.frames.shape[-2:]), "mask_features": args.dshmp_mask_features,
+            "run_chunk": args.dshmp_run_chunk, "seconds": seconds, "peak_memory_mb": memory["peak_memory_mb"],
+            "memory_above_start_mb": memory["peak_memory_mb"] - baseline, "memory_kind": memory["memory_kind"]}
+
+
+def video_model_sweep(argv: List[str], args) -> Dict:
+    """Every ``--frame_counts`` length x (keep, recompute), each in a fresh process (a process's peak memory only
+    grows)."""
+    base, skipping = [], False
+    for arg in argv:  # this run's options without --frame_counts and its values
+        skipping = arg == "--frame_counts" or (skipping and arg.isdigit())
+        if not skipping:
+            base.append(arg)
+    runs = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for frames in args.frame_counts:
+            for mode in ("keep", "recompute"):
+                out = Path(tmp) / f"{frames}_{mode}.json"
+                subprocess.run([sys.executable, __file__, *base, "--frames", str(frames), "--dshmp_mask_features",
+                                mode, "--json", str(out)], check=True)
+                runs.append(json.loads(out.read_text()))
+    lines = [f"machine: {runs[0]['machine']} ({runs[0]['device']}, {runs[0]['torch_threads']} torch threads), input "
+             f"{runs[0]['input_size'][0]}x{runs[0]['input_size'][1]}, chunks of {runs[0]['run_chunk']} frames"]
+    for run in runs:
+        lines.append(f"{run['frames']:4d} frames, mask features {run['mask_features']:9s}: "
+                     f"{run['seconds']['wall']:.1f} s wall, peak {run['peak_memory_mb']:.0f} MB "
+                     f"(+{run['memory_above_start_mb']:.0f} MB above the start; {run['memory_kind']})")
+    logger.info("\n".join(lines))
+    return {"runs": runs}
+
+
 def main(argv=None) -> Dict:
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = opts.parse_args(argv, build_parser())
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     if args.threads:
@@ -322,11 +385,23 @@ def main(argv=None) -> Dict:
         from rvos.tools.benchmark_keyframe import run as keyframe_benchmark
 
         return keyframe_benchmark(args)
+    if args.frame_counts:
+        result = video_model_sweep(argv, args)
+        if args.json:
+            args.json.parent.mkdir(parents=True, exist_ok=True)
+            args.json.write_text(json.dumps(result, indent=1))
+        return result
     device = torch.device(args.device if args.device != "cuda" or torch.cuda.is_available() else "cpu")
     primary = "cpu" if device.type == "cpu" else "wall"
     torch.manual_seed(args.seed)
     model, _, _ = build_model(args)
     model.to(device).eval().requires_grad_(False)
+    if getattr(model, "segment_video", None) is not None:
+        result = video_model_run(args, model, device)
+        if args.json:
+            args.json.parent.mkdir(parents=True, exist_ok=True)
+            args.json.write_text(json.dumps(result, indent=1))
+        return result
     counts = sorted(set(args.expressions), reverse=True)
     orig_h, orig_w = args.orig_height or 2 * args.height, args.orig_width or 2 * args.width
     clock = Clock(device)

@@ -160,6 +160,16 @@ def all_gather_object(obj: Any) -> List[Any]:
     return gathered
 
 
+def all_gather_tensors(tensor: torch.Tensor) -> torch.Tensor:
+    """Every rank's ``tensor`` (the same shape on every rank) concatenated along dim 0 in rank order, without
+    gradient; the tensor itself in a single process."""
+    if not is_dist_avail_and_initialized():
+        return tensor.detach()
+    gathered = [torch.empty_like(tensor) for _ in range(get_world_size())]
+    dist.all_gather(gathered, tensor.detach().contiguous())
+    return torch.cat(gathered, dim=0)
+
+
 def broadcast_object(obj: Any, src: int = 0) -> Any:
     """Rank ``src``'s ``obj`` on every rank."""
     if not is_dist_avail_and_initialized():

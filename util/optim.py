@@ -8,7 +8,9 @@ substring of the name), in this order:
 2. names matching ``lr_text_encoder_names``: ``lr_text_encoder``;
 3. names matching ``lr_linear_proj_names``: ``lr * lr_linear_proj_mult``.
 
-AdamW(weight_decay) over them and MultiStepLR(``lr_drop``) stepped once per epoch. ``--scale_lr`` multiplies
+AdamW(weight_decay) over them and MultiStepLR(``lr_drop``) stepped once per epoch. A model with a
+``no_weight_decay()`` method (the names of parameters trained without weight decay, e.g. Mask2Former's norms and
+embeddings) has each group split in two, the second (``<group>_no_decay``) with weight decay 0. ``--scale_lr`` multiplies
 every learning rate by (world_size * batch_size * accumulate) / (reference_world_size * reference_batch_size).
 """
 import logging
@@ -48,9 +50,15 @@ def build_param_groups(model: nn.Module, args, lr_scale: float = 1.0) -> List[Di
         [i for i in range(len(named)) if proj[i]],
     ]
     lrs = [args.lr, args.lr_backbone, args.lr_text_encoder, args.lr * args.lr_linear_proj_mult]
-    return [{"params": [named[i][1] for i in idx], "lr": lr * lr_scale, "name": group,
-             "param_names": [named[i][0] for i in idx]}
-            for group, idx, lr in zip(GROUP_NAMES, members, lrs)]
+    exempt = set(model.no_weight_decay()) if hasattr(model, "no_weight_decay") else None
+    groups = []
+    for group, idx, lr in zip(GROUP_NAMES, members, lrs):
+        parts = [(group, idx, {})] if exempt is None else [
+            (group, [i for i in idx if named[i][0] not in exempt], {}),
+            (f"{group}_no_decay", [i for i in idx if named[i][0] in exempt], {"weight_decay": 0.0})]
+        groups += [{"params": [named[i][1] for i in part], "lr": lr * lr_scale, "name": name,
+                    "param_names": [named[i][0] for i in part], **extra} for name, part, extra in parts]
+    return groups
 
 
 def build_optimizer(model: nn.Module, args, lr_scale: float = 1.0):

@@ -42,15 +42,17 @@ class PositionEmbeddingSine2D(nn.Module):
     Input: a NestedTensor-like object with ``tensors`` [N, C, H, W] (only its device is used) and
     ``mask`` [N, H, W] (True = padding). Output: [N, 2 * num_pos_feats, H, W] float32, channels =
     cat(pos_y, pos_x). With ``normalize`` the positions are Deformable-DETR's
-    ``(cumsum - 0.5) / (cumsum_last + 1e-6) * scale``.
+    ``(cumsum - offset) / (cumsum_last + 1e-6) * scale`` with ``offset`` 0.5 (Mask2Former / DETR: 0).
     """
 
-    def __init__(self, num_pos_feats: int = 64, temperature: float = 10000, normalize: bool = True, scale=None):
+    def __init__(self, num_pos_feats: int = 64, temperature: float = 10000, normalize: bool = True, scale=None,
+                 offset: float = 0.5):
         super().__init__()
         self.num_pos_feats = num_pos_feats
         self.temperature = temperature
         self.normalize = normalize
         self.scale = _check_scale(normalize, scale)
+        self.offset = offset
 
     def forward(self, features: NestedTensor) -> torch.Tensor:
         mask = _checked_mask(features.mask, "PositionEmbeddingSine2D", "[N, H, W]")
@@ -58,11 +60,16 @@ class PositionEmbeddingSine2D(nn.Module):
         y_embed = not_mask.cumsum(1, dtype=torch.float32)
         x_embed = not_mask.cumsum(2, dtype=torch.float32)
         if self.normalize:
-            y_embed = (y_embed - 0.5) / (y_embed[:, -1:, :] + NORMALISE_EPS) * self.scale
-            x_embed = (x_embed - 0.5) / (x_embed[:, :, -1:] + NORMALISE_EPS) * self.scale
+            y_embed = (y_embed - self.offset) / (y_embed[:, -1:, :] + NORMALISE_EPS) * self.scale
+            x_embed = (x_embed - self.offset) / (x_embed[:, :, -1:] + NORMALISE_EPS) * self.scale
         pos_y = _interleaved_sine(y_embed, self.num_pos_feats, self.temperature)
         pos_x = _interleaved_sine(x_embed, self.num_pos_feats, self.temperature)
         return torch.cat((pos_y, pos_x), dim=3).permute(0, 3, 1, 2)
+
+    def unpadded(self, maps: torch.Tensor) -> torch.Tensor:
+        """The embedding of maps [N, C, H, W] without padding (every pixel counts, as Mask2Former)."""
+        mask = torch.zeros((maps.shape[0], *maps.shape[-2:]), dtype=torch.bool, device=maps.device)
+        return self(NestedTensor(maps, mask))
 
 
 class PositionEmbeddingSine1D(nn.Module):

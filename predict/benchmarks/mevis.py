@@ -30,6 +30,7 @@ def sub_video_plan(job: VideoJob, num_frames: int, sub_video_len: int, contiguou
 
 class MeViSBenchmark(BinaryMaskBenchmark):
     name = "mevis"
+    multi_object = True
 
     @property
     def root(self) -> Path:
