@@ -15,6 +15,27 @@ if str(REPO_ROOT) not in sys.path:
 
 torch.set_num_threads(min(2, os.cpu_count() or 1))
 
+LAUNCHER_VARIABLES = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT", "SLURM_PROCID",
+                      "SLURM_NTASKS", "SLURM_LOCALID", "SLURM_JOB_NODELIST", "SLURM_NODELIST", "SLURM_JOB_ID")
+
+
+@pytest.fixture(autouse=True)
+def no_launcher_variables_leak():
+    """Fail the test that leaves launcher variables behind: a later in-process ``inference.main`` would take the
+    test process for rank 5 of 8 and wait 30 minutes for a rendezvous."""
+    before = {name: os.environ.get(name) for name in LAUNCHER_VARIABLES}
+    yield
+    after = {name: os.environ.get(name) for name in LAUNCHER_VARIABLES}
+    leaked = {name: value for name, value in after.items() if value != before[name]}
+    if leaked:
+        for name, value in before.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        pytest.fail(f"the test left launcher variables changed: {leaked}")
+
+
 # A manifest's ``family`` field -> our ``--model`` for it (Tapall is the MeViS-2024 fork of MUTR).
 MANIFEST_VARIANTS = {"referformer": "referformer", "sgmg": "sgmg", "mutr": "mutr", "tapall": "mutr",
                      "tfvos": "tfvos", "dshmp": "dshmp"}

@@ -27,6 +27,7 @@ def clean_env(monkeypatch):
     for name in LAUNCH_ENV:
         monkeypatch.delenv(name, raising=False)
     yield monkeypatch
+    monkeypatch.undo()  # first: its undo would put back values that detect_launch exported in between
     os.environ.clear()
     os.environ.update(saved)
 
