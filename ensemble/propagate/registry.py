@@ -4,10 +4,11 @@ from typing import Callable, Dict, Mapping
 
 from rvos.ensemble.propagate.base import Propagator
 from rvos.ensemble.propagate.optical_flow import OpticalFlowPropagator
+from rvos.ensemble.propagate.sam2_adapter import Sam2Propagator
 
 
 def _builders() -> Dict[str, Callable[..., Propagator]]:
-    return {"optical_flow": OpticalFlowPropagator}
+    return {"optical_flow": OpticalFlowPropagator, "sam2": Sam2Propagator}
 
 
 PROPAGATOR_TYPES = tuple(_builders())
@@ -24,7 +25,13 @@ def build_propagator(spec: Mapping) -> Propagator:
     builders = _builders()
     if kind not in builders:
         raise ValueError(f"unknown propagator type {kind!r}; accepted: {', '.join(PROPAGATOR_TYPES)}")
-    accepted = [name for name in inspect.signature(builders[kind]).parameters]
+    parameters = inspect.signature(builders[kind]).parameters
+    accepted = list(parameters)
+    missing = [name for name, parameter in parameters.items()
+               if parameter.default is inspect.Parameter.empty and name not in options]
+    if missing:
+        raise ValueError(f"propagator {kind!r}: missing option(s) {', '.join(map(repr, missing))}; accepted: "
+                         f"{', '.join(accepted)}")
     unknown = sorted(set(options) - set(accepted))
     if unknown:
         raise ValueError(f"propagator {kind!r}: unknown option(s) {', '.join(map(repr, unknown))}; accepted: "
