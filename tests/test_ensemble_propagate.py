@@ -85,7 +85,7 @@ class LeftHalf(Propagator):
     name = "left_half"
     supports_tta = True
 
-    def _propagate(self, frames, key_index, key_mask):
+    def _propagate(self, frames, key_index, key_mask, text):
         out = np.zeros(frames.shape[:3], np.float32)
         out[:, :, :frames.shape[2] // 2] = 1.0
         return out

@@ -44,7 +44,7 @@ def _resize(image: np.ndarray, height: int, width: int) -> np.ndarray:
 
 
 def _augmented_run(propagator: Propagator, frames: np.ndarray, key_index: int, key_mask: np.ndarray,
-                   scale: float, flip: bool) -> np.ndarray:
+                   scale: float, flip: bool, text: Optional[str]) -> np.ndarray:
     """The propagator's [T, H, W] probabilities on the video resized by ``scale`` (and mirrored), mapped back."""
     height, width = frames.shape[1:3]
     scaled = (max(1, round(height * scale)), max(1, round(width * scale)))
@@ -52,16 +52,18 @@ def _augmented_run(propagator: Propagator, frames: np.ndarray, key_index: int, k
     mask = np.clip(_resize(key_mask, *scaled), 0.0, 1.0)
     if flip:
         video, mask = video[:, :, ::-1], mask[:, ::-1]
-    out = propagator.propagate(np.ascontiguousarray(video), key_index, np.ascontiguousarray(mask))
+    out = propagator.propagate(np.ascontiguousarray(video), key_index, np.ascontiguousarray(mask), text)
     if flip:
         out = out[:, :, ::-1]
     return np.stack([_resize(np.ascontiguousarray(frame), height, width) for frame in out])
 
 
 def propagate_from_key_frame(propagator: Propagator, frames: np.ndarray, key_index: int, key_mask: np.ndarray,
-                             source_probs: np.ndarray, tta: Optional[Mapping] = None) -> np.ndarray:
+                             source_probs: np.ndarray, tta: Optional[Mapping] = None,
+                             text: Optional[str] = None) -> np.ndarray:
     """frames uint8 [T, H, W, 3]; key_index; key_mask float32 [H, W] (the source's key-frame probabilities);
-    source_probs float32 [T, H, W] (the source's probabilities, returned unchanged when the key mask is empty).
+    source_probs float32 [T, H, W] (the source's probabilities, returned unchanged when the key mask is empty);
+    text: the expression, for a propagator that ``needs_text`` (TFVOS).
 
     Returns float32 [T, H, W]: the (TTA-averaged) propagation with ``out[key_index] == key_mask``, or
     ``source_probs`` when no key-mask pixel is above 0.5 (the I23 fallback). A TTA spec for a propagator without
@@ -74,11 +76,13 @@ def propagate_from_key_frame(propagator: Propagator, frames: np.ndarray, key_ind
     augmentations = _augmentations(tta)
     if tta is not None and not propagator.supports_tta:
         raise ValueError(f"propagator {propagator.name!r} does not support test-time augmentation (tta)")
+    if propagator.needs_text and not (isinstance(text, str) and text.strip()):
+        raise ValueError(f"propagator {propagator.name!r} needs the expression: pass text=...")
     if not np.any(key_mask > 0.5):
         return source_probs
     total = np.zeros(frames.shape[:3], dtype=np.float64)
     for scale, flip in augmentations:
-        total += _augmented_run(propagator, frames, key_index, key_mask, scale, flip)
+        total += _augmented_run(propagator, frames, key_index, key_mask, scale, flip, text)
     out = (total / len(augmentations)).astype(np.float32)
     out[key_index] = key_mask
     return out

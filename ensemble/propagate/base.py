@@ -1,6 +1,6 @@
 """The propagator interface: a key frame's mask carried through a video, forward to the end and backward to 0."""
 from abc import ABC, abstractmethod
-from typing import Tuple
+from typing import Optional, Tuple
 
 import numpy as np
 
@@ -28,27 +28,32 @@ def check_inputs(frames: np.ndarray, key_index: int, key_mask: np.ndarray) -> Tu
 class Propagator(ABC):
     """Carries a key frame's mask through a video.
 
-    Subclasses set ``name`` (the spec ``type``) and ``supports_tta`` (whether ``propagate_from_key_frame`` may run
-    them on resized / flipped copies of the video) and implement ``_propagate`` on validated inputs.
+    Subclasses set ``name`` (the spec ``type``), ``supports_tta`` (whether ``propagate_from_key_frame`` may run
+    them on resized / flipped copies of the video) and ``needs_text`` (a referring model that must be given the
+    expression), and implement ``_propagate`` on validated inputs.
     """
 
     name: str = ""
     supports_tta: bool = False
+    needs_text: bool = False
 
-    def propagate(self, frames: np.ndarray, key_index: int, key_mask: np.ndarray) -> np.ndarray:
+    def propagate(self, frames: np.ndarray, key_index: int, key_mask: np.ndarray,
+                  text: Optional[str] = None) -> np.ndarray:
         """frames: uint8 RGB [T, H, W, 3] in time order; key_index: the key frame; key_mask: its foreground
-        probabilities float32 [H, W] in [0, 1].
+        probabilities float32 [H, W] in [0, 1]; text: the expression (required when ``needs_text``, else unused).
 
         Returns float32 [T, H, W] foreground probabilities: frames key_index + 1 .. T - 1 propagated forward from
         the key frame, frames key_index - 1 .. 0 backward from it, and ``out[key_index] == key_mask``.
         """
         frames, key_index, key_mask = check_inputs(frames, key_index, key_mask)
-        out = np.asarray(self._propagate(frames, key_index, key_mask), dtype=np.float32)
+        if self.needs_text and not (isinstance(text, str) and text.strip()):
+            raise ValueError(f"propagator {self.name!r} needs the expression: pass text=...")
+        out = np.asarray(self._propagate(frames, key_index, key_mask, text), dtype=np.float32)
         if out.shape != frames.shape[:3]:
             raise RuntimeError(f"propagator {self.name!r} returned shape {out.shape}, expected {frames.shape[:3]}")
         out[key_index] = key_mask
         return np.clip(out, 0.0, 1.0)
 
     @abstractmethod
-    def _propagate(self, frames: np.ndarray, key_index: int, key_mask: np.ndarray) -> np.ndarray:
+    def _propagate(self, frames: np.ndarray, key_index: int, key_mask: np.ndarray, text: Optional[str]) -> np.ndarray:
         """``propagate`` on validated inputs; returns [T, H, W] probabilities (frame key_index is overwritten)."""

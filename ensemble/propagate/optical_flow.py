@@ -4,7 +4,7 @@ For each step from frame a (mask known) to frame b, the flow is computed from b 
 ``b(x) ~ a(x + flow(x))``), and the mask of b is ``mask_a(x + flow(x))`` sampled bilinearly with ``cv2.remap``
 (outside the frame: 0). Probabilities are warped as they are, so they soften where the flow is uncertain.
 """
-from typing import Callable
+from typing import Callable, Optional
 
 import cv2
 import numpy as np
@@ -69,7 +69,7 @@ class OpticalFlowPropagator(Propagator):
     def _flow_function(self) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
         return _dis_flow(self.dis_preset, self.dis_finest_scale) if self.method == "dis" else _farneback_flow
 
-    def _propagate(self, frames: np.ndarray, key_index: int, key_mask: np.ndarray) -> np.ndarray:
+    def _propagate(self, frames: np.ndarray, key_index: int, key_mask: np.ndarray, text: Optional[str]) -> np.ndarray:
         gray = [cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY) for frame in frames]
         flow = self._flow_function()
         out = np.zeros(frames.shape[:3], dtype=np.float32)

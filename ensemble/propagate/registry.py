@@ -5,10 +5,11 @@ from typing import Callable, Dict, Mapping
 from rvos.ensemble.propagate.base import Propagator
 from rvos.ensemble.propagate.optical_flow import OpticalFlowPropagator
 from rvos.ensemble.propagate.sam2_adapter import Sam2Propagator
+from rvos.ensemble.propagate.tfvos import TfvosPropagator
 
 
 def _builders() -> Dict[str, Callable[..., Propagator]]:
-    return {"optical_flow": OpticalFlowPropagator, "sam2": Sam2Propagator}
+    return {"optical_flow": OpticalFlowPropagator, "sam2": Sam2Propagator, "tfvos": TfvosPropagator}
 
 
 PROPAGATOR_TYPES = tuple(_builders())

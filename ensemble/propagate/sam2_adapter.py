@@ -110,7 +110,7 @@ class Sam2Propagator(Propagator):
         """Pickled (for worker processes) without the model; each process loads its own."""
         return {**self.__dict__, "_predictor": None}
 
-    def _propagate(self, frames: np.ndarray, key_index: int, key_mask: np.ndarray) -> np.ndarray:
+    def _propagate(self, frames: np.ndarray, key_index: int, key_mask: np.ndarray, text: Optional[str]) -> np.ndarray:
         import torch
 
         predictor = self.predictor()
