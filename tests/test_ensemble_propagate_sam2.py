@@ -5,6 +5,7 @@ Frame order: the backward pass over k .. 0 must see only frames k .. 0 (and the 
 SAM 2 tracking backward is defined as tracking forward in reversed time (signed temporal encodings), so the
 propagation of the reversed video from its key frame T - 1 - k, reversed again, equals the propagation of the video.
 """
+import pickle
 import subprocess
 import sys
 import textwrap
@@ -193,6 +194,15 @@ def test_sam2_backward_is_forward_in_reversed_time(tiny_sam2, video):
     out = propagator.propagate(frames, KEY, key_mask)
     reversed_out = propagator.propagate(frames[::-1].copy(), FRAMES - 1 - KEY, key_mask)[::-1]
     np.testing.assert_allclose(reversed_out, out, atol=1e-4, rtol=1e-4)
+
+
+def test_sam2_pickles_without_its_model_for_worker_processes(tiny_sam2, video):
+    frames, key_mask = video
+    propagator = build_propagator(tiny_sam2)
+    out = propagator.propagate(frames, KEY, key_mask)
+    copy = pickle.loads(pickle.dumps(propagator))
+    assert copy._predictor is None
+    np.testing.assert_allclose(copy.propagate(frames, KEY, key_mask), out, atol=1e-4, rtol=1e-4)
 
 
 def test_sam2_empty_key_mask_keeps_the_source(tiny_sam2, video):

@@ -22,7 +22,7 @@ def check_inputs(frames: np.ndarray, key_index: int, key_mask: np.ndarray) -> Tu
         raise ValueError(f"key_mask is {key_mask.shape} (H, W) but the frames are {frames.shape[1:3]}")
     if not np.all((key_mask >= 0) & (key_mask <= 1)):
         raise ValueError("key_mask must hold probabilities in [0, 1] (apply a sigmoid to logits first)")
-    return frames, int(key_index), key_mask
+    return np.ascontiguousarray(frames), int(key_index), np.ascontiguousarray(key_mask)
 
 
 class Propagator(ABC):

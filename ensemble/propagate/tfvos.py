@@ -40,7 +40,8 @@ class TfvosPropagator(Propagator):
             raise ValueError(f"tfvos: model_options must be a mapping of inference.py options, got {model_options!r}")
         own = sorted(set(model_options or {}) & {"device", "amp", "short_side", "max_size"})
         if own:
-            raise ValueError(f"tfvos: {', '.join(map(repr, own))} in model_options: give them as the spec's own options")
+            raise ValueError(f"tfvos: {', '.join(map(repr, own))} in model_options: give them as the spec's own "
+                             "options")
         if (model_options or {}).get("model", "tfvos") != "tfvos":
             raise ValueError(f"tfvos: model_options sets model {model_options['model']!r}; the propagator is TFVOS")
         self.device = device
