@@ -3,11 +3,17 @@
 The synthetic video: a textured 28x28 square moving (3, 2) pixels a frame over a static textured background, so
 a mask left in place would be 3 pixels off after one frame; the key frame is in the middle, so both directions run.
 """
+import subprocess
+import sys
+import textwrap
+
 import cv2
 import numpy as np
 import pytest
 
 from rvos.ensemble.propagate import PROPAGATOR_TYPES, Propagator, build_propagator, propagate_from_key_frame
+
+from conftest import REPO_ROOT
 
 HEIGHT, WIDTH, FRAMES, SIDE = 96, 128, 9, 28
 VELOCITY = (3, 2)  # pixels a frame, (dx, dy)
@@ -154,3 +160,20 @@ def test_bad_inputs_are_named(translating_square):
         propagator.propagate(frames, 0, truth[0] * 3)
     with pytest.raises(ValueError, match="source_probs"):
         propagate_from_key_frame(propagator, frames, 0, truth[0], truth[:3])
+
+
+def test_sam2_missing_package_names_the_install_command(tmp_path):
+    """In a fresh interpreter where ``import sam2`` fails, building the propagator names the pip command."""
+    script = textwrap.dedent("""\
+        import sys
+        sys.modules["sam2"] = None
+        from rvos.ensemble.propagate import build_propagator
+        try:
+            build_propagator({"type": "sam2", "config": "c.yaml", "checkpoint": "c.pt"})
+        except ImportError as error:
+            print(error)
+        """)
+    result = subprocess.run([sys.executable, "-c", script], cwd=REPO_ROOT, capture_output=True, text=True,
+                            timeout=120, env={"PYTHONPATH": str(REPO_ROOT)})
+    assert result.returncode == 0, result.stderr
+    assert "pip install" in result.stdout and "sam2==" in result.stdout
