@@ -201,6 +201,15 @@ def test_sam2_pickles_without_its_model_for_worker_processes(tiny_sam2, video):
     np.testing.assert_allclose(copy.propagate(frames, KEY, key_mask), out, atol=1e-4, rtol=1e-4)
 
 
+def test_sam2_with_tta(tiny_sam2, video):
+    frames, key_mask = video
+    source = np.zeros((FRAMES, HEIGHT, WIDTH), np.float32)
+    out = propagate_from_key_frame(build_propagator(tiny_sam2), frames, KEY, key_mask, source,
+                                   tta={"scales": [0.75, 1.0], "flip": True})
+    assert out.shape == (FRAMES, HEIGHT, WIDTH) and out.dtype == np.float32
+    assert np.array_equal(out[KEY], key_mask) and out.min() >= 0 and out.max() <= 1
+
+
 def test_sam2_empty_key_mask_keeps_the_source(tiny_sam2, video):
     frames, _ = video
     source = np.random.default_rng(1).random((FRAMES, HEIGHT, WIDTH)).astype(np.float32)
