@@ -36,11 +36,12 @@ from rvos.models.backbones import load_backbone_pretrained
 from rvos.models.checkpoint import atomic_save, checkpoint_exists, load_model_checkpoint, load_pretrained_weights
 from rvos.models.ops import msda_status
 from rvos.opts import args_to_config, get_args_parser, parse_args
-from rvos.util.dist import (DistContext, all_gather_object, any_rank, destroy_process_group, init_distributed_mode,
-                       is_main_process)
+from rvos.util.dist import (DistContext, all_gather_object, any_rank, barrier, destroy_process_group,
+                            init_distributed_mode, is_main_process)
 from rvos.util.env_info import collect_env, format_env
 from rvos.util.logger import JSON_LOG_NAME, ScalarWriter, append_json_line, setup_logging
 from rvos.util.optim import build_optimizer, check_global_batch
+from rvos.util.preemption import REQUEUE_EXIT_CODE, PreemptionSignal
 from rvos.evaluation.referring import (EVAL_DURING_TRAINING, EVAL_SPLITS, PredictionMaker, ground_truth_file,
                                  score_predictions, supports_eval)
 from rvos.util.rng import SeededDataset, SeededSampler, capture_rng_state, restore_rng_state, seed_everything
@@ -225,6 +226,8 @@ class Trainer:
         self.save_every = args.save_every_iters
         self.epoch, self.num_iterations, self.last_saved, self.done = 0, 0, 0, 0
         self.stop_at: Optional[float] = None
+        self.preemption = PreemptionSignal()
+        self.preempted = False
         self.writer = None
 
     def save(self, epoch: int, iteration: int, finished: bool, numbered: bool = False) -> None:
@@ -260,17 +263,38 @@ class Trainer:
                 and done - self.last_saved >= self.save_every):
             self.save(self.epoch, done, finished=False)
             self.last_saved = done
-        return stepped and self.stop_at is not None and any_rank(time.time() >= self.stop_at, self.device)
+        return stepped and self.should_stop()
 
-    def fit(self, stop_at: Optional[float] = None) -> None:
+    def should_stop(self) -> bool:
+        """Whether any rank was sent a preemption signal or reached ``stop_at`` (every rank must call it, at the
+        same iteration, so that all ranks stop together)."""
+        if any_rank(self.preemption.requested, self.device):
+            self.preempted = True
+            return True
+        return self.stop_at is not None and any_rank(time.time() >= self.stop_at, self.device)
+
+    def fit(self, stop_at: Optional[float] = None) -> int:
         """Train to ``--epochs``; with ``stop_at`` (a ``time.time()`` value) stop at the first optimiser step after
-        it, with a checkpoint to resume from."""
+        it, with a checkpoint to resume from. SIGTERM or SIGUSR1 (on any rank) stop every rank at the same
+        optimiser step, with that checkpoint. Returns the exit status: 0, or ``REQUEUE_EXIT_CODE`` when a
+        preemption signal stopped the run before ``--epochs``."""
+        with self.preemption:
+            complete = self.train_epochs(stop_at)
+            if self.preempted and not complete:
+                barrier()  # rank 0 has written the checkpoint before any rank exits (SLURM ends a step at the first)
+                logger.warning("preempted (%s): state saved, exiting with code %d; continue with --resume auto",
+                               ", ".join(self.preemption.received) or "another rank", REQUEUE_EXIT_CODE)
+                return REQUEUE_EXIT_CODE
+        return 0
+
+    def train_epochs(self, stop_at: Optional[float]) -> bool:
+        """The training loop of ``fit``; returns whether the run reached ``--epochs``."""
         args, start = self.args, self.position
         self.stop_at = stop_at
         if start.epoch >= args.epochs:
             logger.warning("nothing to train: the run is at epoch %d and --epochs is %d (to fine-tune from these "
                            "weights, pass them as --pretrained_weights)", start.epoch, args.epochs)
-            return
+            return True
         milestones = checkpoint_milestone_epochs(args.lr_drop, args.epochs)
         if self.output_dir is not None and is_main_process():
             self.writer = ScalarWriter(self.output_dir / "tb" / args.exp_name,
@@ -278,7 +302,7 @@ class Trainer:
         if self.rng_state is not None:
             restore_rng_state(self.rng_state)
         logger.info("training epochs %d..%d from iteration %d", start.epoch, args.epochs - 1, start.iteration)
-        started = time.time()
+        started, complete = time.time(), False
         for epoch in range(start.epoch, args.epochs):
             first = start.iteration if epoch == start.epoch else 0
             self.sampler.set_epoch(epoch)
@@ -290,20 +314,22 @@ class Trainer:
                                     self.after_iteration)
             if self.done < self.num_iterations:
                 self.save(epoch, self.done, finished=False)
-                logger.info("stopped at the requested time in epoch %d after %d of %d iterations; continue with "
-                            "--resume", epoch, self.done, self.num_iterations)
+                logger.info("stopped in epoch %d after %d of %d iterations; continue with --resume", epoch,
+                            self.done, self.num_iterations)
                 break
             self.lr_scheduler.step()
             self.save(epoch, self.num_iterations, finished=True, numbered=epoch in milestones)
             test_stats = run_evaluation(self.model_without_ddp, self.postprocessors, self.eval_loaders, args,
                                         self.device) if self.eval_loaders else {}
             self.log_epoch(epoch, stats, test_stats)
-            if self.stop_at is not None and any_rank(time.time() >= self.stop_at, self.device):
-                logger.info("stopped at the requested time after epoch %d", epoch)
+            complete = epoch + 1 >= args.epochs
+            if not complete and self.should_stop():
+                logger.info("stopped after epoch %d", epoch)
                 break
         logger.info("training took %s", time.strftime("%H:%M:%S", time.gmtime(time.time() - started)))
         if self.writer is not None:
             self.writer.close()
+        return complete
 
     def log_epoch(self, epoch: int, stats: Dict[str, float], test_stats: Dict[str, float]) -> None:
         record = {**{f"train_{k}": v for k, v in stats.items()}, **{f"test_{k}": v for k, v in test_stats.items()},
@@ -343,8 +369,7 @@ def run(args, ctx: DistContext, stop_at: Optional[float] = None) -> int:
 
     trainer = Trainer(args, ctx, device, model, criterion, postprocessors, resume, ckpt, output_dir)
     del ckpt
-    trainer.fit(stop_at)
-    return 0
+    return trainer.fit(stop_at)
 
 
 def launch(args, stop_at: Optional[float] = None) -> int:
