@@ -15,12 +15,13 @@ Writes to ``--output_dir``: ``checkpoint.pth`` (every epoch, and every ``--save_
 (software, hardware, MultiScaleDeformableAttention build) and TensorBoard scalars in ``tb/<exp_name>``.
 ``--resume auto`` continues from ``<output_dir>/checkpoint.pth`` when it exists. docs/TRAINING.md has the recipes.
 """
+import argparse
 import json
 import logging
 import sys
 import time
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Collection, Dict, List, Optional
 
 import torch
 import yaml
@@ -33,9 +34,13 @@ from rvos.datasets.samplers import ResumableDistributedSampler
 from rvos.engine import TrainOptions, evaluate, train_one_epoch
 from rvos.models import build_model, load_text_encoder_weights
 from rvos.models.backbones import load_backbone_pretrained
-from rvos.models.checkpoint import atomic_save, checkpoint_exists, load_model_checkpoint, load_pretrained_weights
+from rvos.models.checkpoint import (CheckpointMismatchError, atomic_save, checkpoint_config, checkpoint_exists,
+                                   compare_state_dict, load_model_checkpoint, load_pretrained_weights,
+                                   mismatch_report, model_name_from_config, model_name_from_keys, normalise_state_dict,
+                                   read_checkpoint)
 from rvos.models.ops import msda_status
-from rvos.opts import args_to_config, get_args_parser, parse_args
+from rvos.opts import apply_variant_defaults, args_to_config, get_args_parser, option_sources, parse_args
+from rvos.predict.model import same_parameters
 from rvos.util.dist import (DistContext, all_gather_object, any_rank, barrier, destroy_process_group,
                             init_distributed_mode, is_main_process)
 from rvos.util.env_info import collect_env, format_env
@@ -144,6 +149,32 @@ def initialise_weights(model, args, resume: Optional[Path]) -> Optional[dict]:
         logger.warning("no --resume, --pretrained_weights or --backbone_pretrained: the visual backbone starts "
                        "from random weights")
     return None
+
+
+def adopt_checkpoint_variant(args, source, given: Collection[str] = ()) -> None:
+    """Build the model variant of the checkpoint ``source`` (``--resume`` / ``--pretrained_weights``): with no
+    ``--model`` on the command line or in ``--config``, the one its config (or, without one, its keys) names, with that variant's defaults for the options
+    not ``given`` (``opts.option_sources``; empty: ``--model`` counts as given when set), as ``inference.py`` does; a ``--model`` with other parameters is refused
+    with the table of differences. A checkpoint that names no variant (e.g. a Mask2Former file) changes nothing."""
+    ckpt = read_checkpoint(source)
+    config = checkpoint_config(ckpt)
+    theirs = model_name_from_config(config) or model_name_from_keys(ckpt.get("model", {}))
+    if theirs is None:
+        return
+    chosen = "model" in given if given else args.model is not None
+    if not chosen:
+        if theirs != "referformer":
+            logger.info("%s holds a %s model: building --model %s", source, theirs, theirs)
+        args.model = theirs
+        apply_variant_defaults(args, theirs, given)
+        return
+    if same_parameters(args.model, theirs):
+        return
+    model = build_model(args)[0]
+    table = mismatch_report(str(source), *compare_state_dict(model, normalise_state_dict(ckpt["model"])),
+                            ckpt_config=config, model_config=args_to_config(args))
+    raise CheckpointMismatchError(f"--model {args.model} contradicts {source}, a {theirs} checkpoint: pass --model "
+                                  f"{theirs} or leave --model out to build what it holds\n{table}")
 
 
 def check_dataset_mode(args, resume: Optional[Path]) -> None:
@@ -343,11 +374,14 @@ class Trainer:
             self.writer.flush()
 
 
-def run(args, ctx: DistContext, stop_at: Optional[float] = None) -> int:
-    """Train (or ``--eval``) with parsed options; ``stop_at``: see ``Trainer.fit``."""
+def run(args, ctx: DistContext, stop_at: Optional[float] = None, given: Collection[str] = ()) -> int:
+    """Train (or ``--eval``) with parsed options; ``stop_at``: see ``Trainer.fit``; ``given``: the options set on
+    the command line or in ``--config`` (``opts.option_sources``)."""
     output_dir = Path(args.output_dir) if args.output_dir else None
     resume = resolve_resume(args, output_dir)
     setup_logging(output_dir, ctx.rank)
+    if resume is not None or args.pretrained_weights:
+        adopt_checkpoint_variant(args, resume if resume is not None else args.pretrained_weights, given)
     record_run(args, ctx, output_dir)
     check_dataset_mode(args, resume)
     seed_everything(args.seed + ctx.rank)
@@ -372,17 +406,18 @@ def run(args, ctx: DistContext, stop_at: Optional[float] = None) -> int:
     return trainer.fit(stop_at)
 
 
-def launch(args, stop_at: Optional[float] = None) -> int:
-    """Run parsed options in this process (joining the process group of its launcher)."""
+def launch(args, stop_at: Optional[float] = None, given: Collection[str] = ()) -> int:
+    """Run parsed options in this process (joining the process group of its launcher); ``given``: see ``run``."""
     ctx = init_distributed_mode(args)
     try:
-        return run(args, ctx, stop_at)
+        return run(args, ctx, stop_at, given)
     finally:
         destroy_process_group()
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    return launch(parse_args(argv))
+    parser = argparse.ArgumentParser(parents=[get_args_parser()])
+    return launch(parse_args(argv, parser), given=option_sources(argv, parser))
 
 
 if __name__ == "__main__":
