@@ -44,14 +44,16 @@ from rvos.predict.model import same_parameters
 from rvos.util.dist import (DistContext, all_gather_object, any_rank, barrier, destroy_process_group,
                             init_distributed_mode, is_main_process)
 from rvos.util.env_info import collect_env, format_env
-from rvos.util.logger import JSON_LOG_NAME, ScalarWriter, append_json_line, setup_logging
+from rvos.util.logger import (JSON_LOG_NAME, Meters, ScalarWriter, append_json_line, drop_epoch_rows,
+                              setup_logging)
 from rvos.util.optim import build_optimizer, check_global_batch
 from rvos.util.preemption import REQUEUE_EXIT_CODE, PreemptionSignal
 from rvos.evaluation.referring import (EVAL_DURING_TRAINING, EVAL_SPLITS, PredictionMaker, ground_truth_file,
                                  score_predictions, supports_eval)
+from rvos.util.run_lock import RunLock, RunLockError
 from rvos.util.rng import SeededDataset, SeededSampler, capture_rng_state, restore_rng_state, seed_everything
 from rvos.util.train_state import (Position, build_checkpoint, checkpoint_milestone_epochs, restore_training_state,
-                              scaler_for)
+                                   resumed_meter_states, scaler_for)
 
 logger = logging.getLogger("main")
 
@@ -240,11 +242,12 @@ class Trainer:
         if args.max_iters_per_epoch:
             self.iterations_per_epoch = min(self.iterations_per_epoch, args.max_iters_per_epoch)
 
-        self.position, self.rng_state = Position(args.start_epoch), None
+        self.position, self.rng_state, self.resumed_meters = Position(args.start_epoch), None, []
         if ckpt is not None and not args.eval:
             self.position, self.rng_state = restore_training_state(
                 ckpt, str(resume), self.optimizer, self.lr_scheduler, self.scaler, self.sampler, ctx.rank,
                 ctx.world_size, args.lr_drop)
+            self.resumed_meters = resumed_meter_states(ckpt, ctx.rank)
 
         self.model = model
         if ctx.distributed:
@@ -259,19 +262,21 @@ class Trainer:
         self.stop_at: Optional[float] = None
         self.preemption = PreemptionSignal()
         self.preempted = False
+        self.meters = Meters()
         self.writer = None
 
-    def save(self, epoch: int, iteration: int, finished: bool, numbered: bool = False) -> None:
-        """Write ``checkpoint.pth`` (and ``checkpoint{epoch:04d}.pth`` when ``numbered``) atomically; every rank
-        must call it (the RNG states of all ranks are gathered)."""
-        rng_states = all_gather_object(capture_rng_state())
+    def save(self, epoch: int, iteration: int, finished: bool, latest: bool = True, numbered: bool = False) -> None:
+        """Write ``checkpoint.pth`` (when ``latest``) and ``checkpoint{epoch:04d}.pth`` (when ``numbered``)
+        atomically; every rank must call it (the RNG states and loss sums of all ranks are gathered)."""
+        gathered = all_gather_object((capture_rng_state(), self.meters.state_dict()))
         if self.output_dir is None or not is_main_process():
             return
         started = time.time()
         state = build_checkpoint(self.model_without_ddp, self.optimizer, self.lr_scheduler, self.scaler,
-                                 self.sampler, epoch, iteration, finished, rng_states, args_to_config(self.args))
-        paths = [self.output_dir / CHECKPOINT_NAME] + ([self.output_dir / f"checkpoint{epoch:04d}.pth"]
-                                                       if numbered else [])
+                                 self.sampler, epoch, iteration, finished, [rng for rng, _ in gathered],
+                                 args_to_config(self.args), meters=[sums for _, sums in gathered])
+        paths = ([self.output_dir / f"checkpoint{epoch:04d}.pth"] if numbered else []) + \
+                ([self.output_dir / CHECKPOINT_NAME] if latest else [])
         for path in paths:
             atomic_save(state, path)
         logger.info("saved %s (epoch %d, iteration %d%s) in %.1fs", ", ".join(str(p) for p in paths), epoch,
@@ -330,6 +335,11 @@ class Trainer:
         if self.output_dir is not None and is_main_process():
             self.writer = ScalarWriter(self.output_dir / "tb" / args.exp_name,
                                        purge_step=start.epoch * self.iterations_per_epoch + start.iteration)
+            dropped = drop_epoch_rows(self.output_dir / JSON_LOG_NAME, start.epoch)
+            if dropped:
+                logger.warning("%s: removed %d row(s) of epoch %d or later, written before the checkpoint marked "
+                               "them finished; they are written again", self.output_dir / JSON_LOG_NAME, dropped,
+                               start.epoch)
         if self.rng_state is not None:
             restore_rng_state(self.rng_state)
         logger.info("training epochs %d..%d from iteration %d", start.epoch, args.epochs - 1, start.iteration)
@@ -338,21 +348,28 @@ class Trainer:
             first = start.iteration if epoch == start.epoch else 0
             self.sampler.set_epoch(epoch)
             self.epoch, self.last_saved, self.done = epoch, first, first
+            self.meters = Meters()
+            for sums in (self.resumed_meters if epoch == start.epoch else []):
+                self.meters.add_state(sums)
             self.set_step(epoch, first)
             self.num_iterations = min(first + len(self.loader), self.iterations_per_epoch)
             stats = train_one_epoch(self.model, self.criterion, self.loader, self.optimizer, self.device, epoch,
                                     self.options, self.num_iterations, first, self.scaler, self.writer,
-                                    self.after_iteration)
+                                    self.after_iteration, self.meters)
             if self.done < self.num_iterations:
                 self.save(epoch, self.done, finished=False)
                 logger.info("stopped in epoch %d after %d of %d iterations; continue with --resume", epoch,
                             self.done, self.num_iterations)
                 break
+            # The epoch is marked finished (checkpoint.pth) only after its numbered checkpoint, evaluation and log
+            # row are written: a kill before that resumes inside the epoch and writes them again.
             self.lr_scheduler.step()
-            self.save(epoch, self.num_iterations, finished=True, numbered=epoch in milestones)
+            if epoch in milestones:
+                self.save(epoch, self.num_iterations, finished=True, latest=False, numbered=True)
             test_stats = run_evaluation(self.model_without_ddp, self.postprocessors, self.eval_loaders, args,
                                         self.device) if self.eval_loaders else {}
             self.log_epoch(epoch, stats, test_stats)
+            self.save(epoch, self.num_iterations, finished=True)
             complete = epoch + 1 >= args.epochs
             if not complete and self.should_stop():
                 logger.info("stopped after epoch %d", epoch)
@@ -379,6 +396,31 @@ def run(args, ctx: DistContext, stop_at: Optional[float] = None, given: Collecti
     the command line or in ``--config`` (``opts.option_sources``)."""
     output_dir = Path(args.output_dir) if args.output_dir else None
     resume = resolve_resume(args, output_dir)
+    lock = RunLock(output_dir) if output_dir is not None and not args.eval else None
+    take_lock(lock)
+    try:
+        return train_or_evaluate(args, ctx, output_dir, resume, stop_at, given)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def take_lock(lock: Optional[RunLock]) -> None:
+    """Rank 0 takes the output folder's lock; every rank raises its RunLockError (none waits for the others)."""
+    error = None
+    if lock is not None and is_main_process():
+        try:
+            lock.acquire()
+        except RunLockError as err:
+            error = str(err)
+    errors = [e for e in all_gather_object(error) if e]
+    if errors:
+        raise RunLockError(errors[0])
+
+
+def train_or_evaluate(args, ctx: DistContext, output_dir: Optional[Path], resume: Optional[Path],
+                      stop_at: Optional[float], given: Collection[str]) -> int:
+    """``run`` once the output folder is this run's."""
     setup_logging(output_dir, ctx.rank)
     if resume is not None or args.pretrained_weights:
         adopt_checkpoint_variant(args, resume if resume is not None else args.pretrained_weights, given)
