@@ -11,9 +11,10 @@ Replaces ReferFormer's ``main.py``, ``main_joint.py`` (``--dataset_file joint``)
 
 Writes to ``--output_dir``: ``checkpoint.pth`` (every epoch, and every ``--save_every_iters`` iterations),
 ``checkpoint{epoch:04d}.pth`` (before each LR drop and at the end), ``log.txt`` (a JSON line per epoch),
-``train.log`` (the human log), ``config.yaml`` (the resolved options; ``--config`` accepts it), ``env.json``
+``train.log`` (the human log), ``train.lock`` (pid and host of the run, while it runs), ``config.yaml`` (the resolved options; ``--config`` accepts it), ``env.json``
 (software, hardware, MultiScaleDeformableAttention build) and TensorBoard scalars in ``tb/<exp_name>``.
-``--resume auto`` continues from ``<output_dir>/checkpoint.pth`` when it exists. docs/TRAINING.md has the recipes.
+``--resume auto`` continues from ``<output_dir>/checkpoint.pth`` when it exists. SIGTERM / SIGUSR1 save and exit with
+``util.preemption.REQUEUE_EXIT_CODE`` (124). docs/TRAINING.md has the recipes.
 """
 import argparse
 import json
