@@ -11,8 +11,9 @@ Replaces ReferFormer's ``main.py``, ``main_joint.py`` (``--dataset_file joint``)
 
 Writes to ``--output_dir``: ``checkpoint.pth`` (every epoch, and every ``--save_every_iters`` iterations),
 ``checkpoint{epoch:04d}.pth`` (before each LR drop and at the end), ``log.txt`` (a JSON line per epoch),
-``train.log`` (the human log), ``train.lock`` (pid and host of the run, while it runs), ``config.yaml`` (the resolved options; ``--config`` accepts it), ``env.json``
-(software, hardware, MultiScaleDeformableAttention build) and TensorBoard scalars in ``tb/<exp_name>``.
+``train.log`` (the human log), ``train.lock`` (pid and host of the run, while it runs), ``config.yaml`` (the
+resolved options; ``--config`` accepts it), ``env.json`` (software, hardware, MultiScaleDeformableAttention build)
+and TensorBoard scalars in ``tb/<exp_name>``.
 ``--resume auto`` continues from ``<output_dir>/checkpoint.pth`` when it exists. SIGTERM / SIGUSR1 save and exit with
 ``util.preemption.REQUEUE_EXIT_CODE`` (124). docs/TRAINING.md has the recipes.
 """
@@ -48,7 +49,7 @@ from rvos.util.env_info import collect_env, format_env
 from rvos.util.logger import (JSON_LOG_NAME, Meters, ScalarWriter, append_json_line, drop_epoch_rows,
                               setup_logging)
 from rvos.util.optim import build_optimizer, check_global_batch
-from rvos.util.preemption import REQUEUE_EXIT_CODE, PreemptionSignal
+from rvos.util.preemption import REQUEUE_EXIT_CODE, PreemptionSignal, ignore_preemption_signals
 from rvos.evaluation.referring import (EVAL_DURING_TRAINING, EVAL_SPLITS, PredictionMaker, ground_truth_file,
                                  score_predictions, supports_eval)
 from rvos.util.run_lock import RunLock, RunLockError
@@ -155,10 +156,12 @@ def initialise_weights(model, args, resume: Optional[Path]) -> Optional[dict]:
 
 
 def adopt_checkpoint_variant(args, source, given: Collection[str] = ()) -> None:
-    """Build the model variant of the checkpoint ``source`` (``--resume`` / ``--pretrained_weights``): with no
-    ``--model`` on the command line or in ``--config``, the one its config (or, without one, its keys) names, with that variant's defaults for the options
-    not ``given`` (``opts.option_sources``; empty: ``--model`` counts as given when set), as ``inference.py`` does; a ``--model`` with other parameters is refused
-    with the table of differences. A checkpoint that names no variant (e.g. a Mask2Former file) changes nothing."""
+    """Build the model variant of the checkpoint ``source`` (``--resume`` / ``--pretrained_weights``), as
+    ``inference.py`` does: with no ``--model`` on the command line or in ``--config``, the variant its config (or,
+    without one, its keys) names, with that variant's defaults for the options not ``given``
+    (``opts.option_sources``; when empty, a set ``--model`` counts as given). A ``--model`` with other parameters
+    is refused with the table of differences. A checkpoint that names no variant (a Mask2Former file) changes
+    nothing."""
     ckpt = read_checkpoint(source)
     config = checkpoint_config(ckpt)
     theirs = model_name_from_config(config) or model_name_from_keys(ckpt.get("model", {}))
@@ -238,7 +241,8 @@ class Trainer:
                              f"{ctx.world_size} x {args.batch_size}")
         self.loader = DataLoader(SeededDataset(dataset), batch_sampler=batches, collate_fn=collate_fn,
                                  num_workers=args.num_workers, pin_memory=device.type == "cuda",
-                                 generator=torch.Generator().manual_seed(args.seed))
+                                 generator=torch.Generator().manual_seed(args.seed),
+                                 worker_init_fn=ignore_preemption_signals)
         self.iterations_per_epoch = len(batches)
         if args.max_iters_per_epoch:
             self.iterations_per_epoch = min(self.iterations_per_epoch, args.max_iters_per_epoch)

@@ -1,6 +1,7 @@
 """Preemption: a 2-process ``torchrun`` (gloo) training sent SIGTERM mid-epoch (twice, the second while it saves)
 stops every rank at the same step, saves, exits with the requeue code, and its ``--resume auto`` ends exactly where
 an uninterrupted run ends."""
+import os
 import re
 import signal
 import subprocess
@@ -8,10 +9,11 @@ import sys
 import time
 
 import pytest
+import torch
 
 import test_train_resume as resume_test
 from rvos.models.checkpoint import read_checkpoint
-from rvos.util.preemption import REQUEUE_EXIT_CODE
+from rvos.util.preemption import REQUEUE_EXIT_CODE, PreemptionSignal, ignore_preemption_signals
 from train_support import REPO_ROOT, run_checked, subprocess_env, tiny_world
 
 ITERATIONS = "4"
@@ -74,3 +76,30 @@ def test_sigterm_mid_epoch_saves_exits_for_requeue_and_resumes_exactly(tmp_path_
     assert expected["lr_scheduler"] == resumed["lr_scheduler"]
     assert expected["sampler"] == resumed["sampler"]
     resume_test.assert_same_tensors(expected["rng"], resumed["rng"], "rng")
+
+
+class SignalsItsOwnProcess(torch.utils.data.Dataset):
+    """Each item sends SIGUSR1 to the process that loads it (a DataLoader worker), as SLURM signals every process."""
+
+    def __len__(self):
+        return 4
+
+    def __getitem__(self, index):
+        os.kill(os.getpid(), signal.SIGUSR1)
+        return index
+
+
+def test_dataloader_workers_survive_the_signal_meant_for_the_trainer():
+    loader = torch.utils.data.DataLoader(SignalsItsOwnProcess(), batch_size=2, num_workers=1,
+                                         worker_init_fn=ignore_preemption_signals)
+    assert [batch.tolist() for batch in loader] == [[0, 1], [2, 3]]
+
+
+def test_signals_are_recorded_and_the_handlers_restored():
+    before = signal.getsignal(signal.SIGTERM)
+    with PreemptionSignal() as preemption:
+        assert not preemption.requested
+        os.kill(os.getpid(), signal.SIGUSR1)
+        os.kill(os.getpid(), signal.SIGTERM)
+        assert preemption.received == ("SIGUSR1", "SIGTERM")
+    assert signal.getsignal(signal.SIGTERM) is before

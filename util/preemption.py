@@ -18,6 +18,13 @@ REQUEUE_EXIT_CODE = 124
 PREEMPTION_SIGNALS: Tuple[signal.Signals, ...] = (signal.SIGTERM, signal.SIGUSR1)
 
 
+def ignore_preemption_signals(worker_id: int = 0) -> None:
+    """DataLoader ``worker_init_fn``: a worker ignores SIGTERM/SIGUSR1 (SLURM signals every process of a task, and
+    SIGUSR1's default action would kill the worker and with it the epoch); the main process stops them itself."""
+    for sig in PREEMPTION_SIGNALS:
+        signal.signal(sig, signal.SIG_IGN)
+
+
 class PreemptionSignal:
     """Record SIGTERM/SIGUSR1 while active (main thread only; elsewhere it records nothing and logs why)."""
 
