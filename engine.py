@@ -80,7 +80,8 @@ def train_one_epoch(model: nn.Module, criterion: nn.Module, data_loader: Iterabl
                     device: torch.device, epoch: int, options: TrainOptions, num_iterations: int,
                     start_iteration: int = 0, scaler: Optional[torch.amp.GradScaler] = None,
                     writer: Optional[ScalarWriter] = None,
-                    after_iteration: Optional[Callable[[int, bool], bool]] = None) -> Dict[str, float]:
+                    after_iteration: Optional[Callable[[int, bool], bool]] = None,
+                    meters: Optional[Meters] = None) -> Dict[str, float]:
     """Train on batches ``start_iteration .. num_iterations - 1`` of ``epoch`` (``data_loader`` yields exactly the
     remaining ones, or more: the extra are not drawn).
 
@@ -92,11 +93,12 @@ def train_one_epoch(model: nn.Module, criterion: nn.Module, data_loader: Iterabl
     GradScaler skips the step (logged).
 
     Returns the epoch averages over all ranks: ``loss``, each weighted loss term, each ``<term>_unscaled``,
-    ``lr``, ``grad_norm`` and, with fp16, ``skipped_steps``.
+    ``lr``, ``grad_norm`` and, with fp16, ``skipped_steps``. ``meters``: the running sums to add to (a resumed
+    epoch's sums of its first ``start_iteration`` batches, so that the averages cover the whole epoch).
     """
     model.train()
     criterion.train()
-    meters = Meters()
+    meters = Meters() if meters is None else meters
     weight_dict = criterion.weight_dict
     accumulate = max(1, options.accumulate)
     bar = _progress_bar(num_iterations, start_iteration, f"Epoch {epoch}")

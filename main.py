@@ -11,16 +11,19 @@ Replaces ReferFormer's ``main.py``, ``main_joint.py`` (``--dataset_file joint``)
 
 Writes to ``--output_dir``: ``checkpoint.pth`` (every epoch, and every ``--save_every_iters`` iterations),
 ``checkpoint{epoch:04d}.pth`` (before each LR drop and at the end), ``log.txt`` (a JSON line per epoch),
-``train.log`` (the human log), ``config.yaml`` (the resolved options; ``--config`` accepts it), ``env.json``
-(software, hardware, MultiScaleDeformableAttention build) and TensorBoard scalars in ``tb/<exp_name>``.
-``--resume auto`` continues from ``<output_dir>/checkpoint.pth`` when it exists. docs/TRAINING.md has the recipes.
+``train.log`` (the human log), ``train.lock`` (pid and host of the run, while it runs), ``config.yaml`` (the
+resolved options; ``--config`` accepts it), ``env.json`` (software, hardware, MultiScaleDeformableAttention build)
+and TensorBoard scalars in ``tb/<exp_name>``.
+``--resume auto`` continues from ``<output_dir>/checkpoint.pth`` when it exists. SIGTERM / SIGUSR1 save and exit with
+``util.preemption.REQUEUE_EXIT_CODE`` (124). docs/TRAINING.md has the recipes.
 """
+import argparse
 import json
 import logging
 import sys
 import time
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Collection, Dict, List, Optional
 
 import torch
 import yaml
@@ -33,19 +36,26 @@ from rvos.datasets.samplers import ResumableDistributedSampler
 from rvos.engine import TrainOptions, evaluate, train_one_epoch
 from rvos.models import build_model, load_text_encoder_weights
 from rvos.models.backbones import load_backbone_pretrained
-from rvos.models.checkpoint import atomic_save, checkpoint_exists, load_model_checkpoint, load_pretrained_weights
+from rvos.models.checkpoint import (CheckpointMismatchError, atomic_save, checkpoint_config, checkpoint_exists,
+                                   compare_state_dict, load_model_checkpoint, load_pretrained_weights,
+                                   mismatch_report, model_name_from_config, model_name_from_keys, normalise_state_dict,
+                                   read_checkpoint)
 from rvos.models.ops import msda_status
-from rvos.opts import args_to_config, get_args_parser, parse_args
-from rvos.util.dist import (DistContext, all_gather_object, any_rank, destroy_process_group, init_distributed_mode,
-                       is_main_process)
+from rvos.opts import apply_variant_defaults, args_to_config, get_args_parser, option_sources, parse_args
+from rvos.predict.model import same_parameters
+from rvos.util.dist import (DistContext, all_gather_object, any_rank, barrier, destroy_process_group,
+                            init_distributed_mode, is_main_process)
 from rvos.util.env_info import collect_env, format_env
-from rvos.util.logger import JSON_LOG_NAME, ScalarWriter, append_json_line, setup_logging
+from rvos.util.logger import (JSON_LOG_NAME, Meters, ScalarWriter, append_json_line, drop_epoch_rows,
+                              setup_logging)
 from rvos.util.optim import build_optimizer, check_global_batch
+from rvos.util.preemption import REQUEUE_EXIT_CODE, PreemptionSignal, ignore_preemption_signals
 from rvos.evaluation.referring import (EVAL_DURING_TRAINING, EVAL_SPLITS, PredictionMaker, ground_truth_file,
                                  score_predictions, supports_eval)
+from rvos.util.run_lock import RunLock, RunLockError
 from rvos.util.rng import SeededDataset, SeededSampler, capture_rng_state, restore_rng_state, seed_everything
 from rvos.util.train_state import (Position, build_checkpoint, checkpoint_milestone_epochs, restore_training_state,
-                              scaler_for)
+                                   resumed_meter_states, scaler_for)
 
 logger = logging.getLogger("main")
 
@@ -145,6 +155,34 @@ def initialise_weights(model, args, resume: Optional[Path]) -> Optional[dict]:
     return None
 
 
+def adopt_checkpoint_variant(args, source, given: Collection[str] = ()) -> None:
+    """Build the model variant of the checkpoint ``source`` (``--resume`` / ``--pretrained_weights``), as
+    ``inference.py`` does: with no ``--model`` on the command line or in ``--config``, the variant its config (or,
+    without one, its keys) names, with that variant's defaults for the options not ``given``
+    (``opts.option_sources``; when empty, a set ``--model`` counts as given). A ``--model`` with other parameters
+    is refused with the table of differences. A checkpoint that names no variant (a Mask2Former file) changes
+    nothing."""
+    ckpt = read_checkpoint(source)
+    config = checkpoint_config(ckpt)
+    theirs = model_name_from_config(config) or model_name_from_keys(ckpt.get("model", {}))
+    if theirs is None:
+        return
+    chosen = "model" in given if given else args.model is not None
+    if not chosen:
+        if theirs != "referformer":
+            logger.info("%s holds a %s model: building --model %s", source, theirs, theirs)
+        args.model = theirs
+        apply_variant_defaults(args, theirs, given)
+        return
+    if same_parameters(args.model, theirs):
+        return
+    model = build_model(args)[0]
+    table = mismatch_report(str(source), *compare_state_dict(model, normalise_state_dict(ckpt["model"])),
+                            ckpt_config=config, model_config=args_to_config(args))
+    raise CheckpointMismatchError(f"--model {args.model} contradicts {source}, a {theirs} checkpoint: pass --model "
+                                  f"{theirs} or leave --model out to build what it holds\n{table}")
+
+
 def check_dataset_mode(args, resume: Optional[Path]) -> None:
     """The original scripts' guards, as clear errors."""
     if args.eval and not supports_eval(args.dataset_file):
@@ -203,16 +241,18 @@ class Trainer:
                              f"{ctx.world_size} x {args.batch_size}")
         self.loader = DataLoader(SeededDataset(dataset), batch_sampler=batches, collate_fn=collate_fn,
                                  num_workers=args.num_workers, pin_memory=device.type == "cuda",
-                                 generator=torch.Generator().manual_seed(args.seed))
+                                 generator=torch.Generator().manual_seed(args.seed),
+                                 worker_init_fn=ignore_preemption_signals)
         self.iterations_per_epoch = len(batches)
         if args.max_iters_per_epoch:
             self.iterations_per_epoch = min(self.iterations_per_epoch, args.max_iters_per_epoch)
 
-        self.position, self.rng_state = Position(args.start_epoch), None
+        self.position, self.rng_state, self.resumed_meters = Position(args.start_epoch), None, []
         if ckpt is not None and not args.eval:
             self.position, self.rng_state = restore_training_state(
                 ckpt, str(resume), self.optimizer, self.lr_scheduler, self.scaler, self.sampler, ctx.rank,
                 ctx.world_size, args.lr_drop)
+            self.resumed_meters = resumed_meter_states(ckpt, ctx.rank)
 
         self.model = model
         if ctx.distributed:
@@ -225,19 +265,23 @@ class Trainer:
         self.save_every = args.save_every_iters
         self.epoch, self.num_iterations, self.last_saved, self.done = 0, 0, 0, 0
         self.stop_at: Optional[float] = None
+        self.preemption = PreemptionSignal()
+        self.preempted = False
+        self.meters = Meters()
         self.writer = None
 
-    def save(self, epoch: int, iteration: int, finished: bool, numbered: bool = False) -> None:
-        """Write ``checkpoint.pth`` (and ``checkpoint{epoch:04d}.pth`` when ``numbered``) atomically; every rank
-        must call it (the RNG states of all ranks are gathered)."""
-        rng_states = all_gather_object(capture_rng_state())
+    def save(self, epoch: int, iteration: int, finished: bool, latest: bool = True, numbered: bool = False) -> None:
+        """Write ``checkpoint.pth`` (when ``latest``) and ``checkpoint{epoch:04d}.pth`` (when ``numbered``)
+        atomically; every rank must call it (the RNG states and loss sums of all ranks are gathered)."""
+        gathered = all_gather_object((capture_rng_state(), self.meters.state_dict()))
         if self.output_dir is None or not is_main_process():
             return
         started = time.time()
         state = build_checkpoint(self.model_without_ddp, self.optimizer, self.lr_scheduler, self.scaler,
-                                 self.sampler, epoch, iteration, finished, rng_states, args_to_config(self.args))
-        paths = [self.output_dir / CHECKPOINT_NAME] + ([self.output_dir / f"checkpoint{epoch:04d}.pth"]
-                                                       if numbered else [])
+                                 self.sampler, epoch, iteration, finished, [rng for rng, _ in gathered],
+                                 args_to_config(self.args), meters=[sums for _, sums in gathered])
+        paths = ([self.output_dir / f"checkpoint{epoch:04d}.pth"] if numbered else []) + \
+                ([self.output_dir / CHECKPOINT_NAME] if latest else [])
         for path in paths:
             atomic_save(state, path)
         logger.info("saved %s (epoch %d, iteration %d%s) in %.1fs", ", ".join(str(p) for p in paths), epoch,
@@ -260,50 +304,85 @@ class Trainer:
                 and done - self.last_saved >= self.save_every):
             self.save(self.epoch, done, finished=False)
             self.last_saved = done
-        return stepped and self.stop_at is not None and any_rank(time.time() >= self.stop_at, self.device)
+        return stepped and self.should_stop()
 
-    def fit(self, stop_at: Optional[float] = None) -> None:
+    def should_stop(self) -> bool:
+        """Whether any rank was sent a preemption signal or reached ``stop_at`` (every rank must call it, at the
+        same iteration, so that all ranks stop together)."""
+        if any_rank(self.preemption.requested, self.device):
+            self.preempted = True
+            return True
+        return self.stop_at is not None and any_rank(time.time() >= self.stop_at, self.device)
+
+    def fit(self, stop_at: Optional[float] = None) -> int:
         """Train to ``--epochs``; with ``stop_at`` (a ``time.time()`` value) stop at the first optimiser step after
-        it, with a checkpoint to resume from."""
+        it, with a checkpoint to resume from. SIGTERM or SIGUSR1 (on any rank) stop every rank at the same
+        optimiser step, with that checkpoint. Returns the exit status: 0, or ``REQUEUE_EXIT_CODE`` when a
+        preemption signal stopped the run before ``--epochs``."""
+        with self.preemption:
+            complete = self.train_epochs(stop_at)
+            if self.preempted and not complete:
+                barrier()  # rank 0 has written the checkpoint before any rank exits (SLURM ends a step at the first)
+                logger.warning("preempted (%s): state saved, exiting with code %d; continue with --resume auto",
+                               ", ".join(self.preemption.received) or "another rank", REQUEUE_EXIT_CODE)
+                return REQUEUE_EXIT_CODE
+        return 0
+
+    def train_epochs(self, stop_at: Optional[float]) -> bool:
+        """The training loop of ``fit``; returns whether the run reached ``--epochs``."""
         args, start = self.args, self.position
         self.stop_at = stop_at
         if start.epoch >= args.epochs:
             logger.warning("nothing to train: the run is at epoch %d and --epochs is %d (to fine-tune from these "
                            "weights, pass them as --pretrained_weights)", start.epoch, args.epochs)
-            return
+            return True
         milestones = checkpoint_milestone_epochs(args.lr_drop, args.epochs)
         if self.output_dir is not None and is_main_process():
             self.writer = ScalarWriter(self.output_dir / "tb" / args.exp_name,
                                        purge_step=start.epoch * self.iterations_per_epoch + start.iteration)
+            dropped = drop_epoch_rows(self.output_dir / JSON_LOG_NAME, start.epoch)
+            if dropped:
+                logger.warning("%s: removed %d row(s) of epoch %d or later, written before the checkpoint marked "
+                               "them finished; they are written again", self.output_dir / JSON_LOG_NAME, dropped,
+                               start.epoch)
         if self.rng_state is not None:
             restore_rng_state(self.rng_state)
         logger.info("training epochs %d..%d from iteration %d", start.epoch, args.epochs - 1, start.iteration)
-        started = time.time()
+        started, complete = time.time(), False
         for epoch in range(start.epoch, args.epochs):
             first = start.iteration if epoch == start.epoch else 0
             self.sampler.set_epoch(epoch)
             self.epoch, self.last_saved, self.done = epoch, first, first
+            self.meters = Meters()
+            for sums in (self.resumed_meters if epoch == start.epoch else []):
+                self.meters.add_state(sums)
             self.set_step(epoch, first)
             self.num_iterations = min(first + len(self.loader), self.iterations_per_epoch)
             stats = train_one_epoch(self.model, self.criterion, self.loader, self.optimizer, self.device, epoch,
                                     self.options, self.num_iterations, first, self.scaler, self.writer,
-                                    self.after_iteration)
+                                    self.after_iteration, self.meters)
             if self.done < self.num_iterations:
                 self.save(epoch, self.done, finished=False)
-                logger.info("stopped at the requested time in epoch %d after %d of %d iterations; continue with "
-                            "--resume", epoch, self.done, self.num_iterations)
+                logger.info("stopped in epoch %d after %d of %d iterations; continue with --resume", epoch,
+                            self.done, self.num_iterations)
                 break
+            # The epoch is marked finished (checkpoint.pth) only after its numbered checkpoint, evaluation and log
+            # row are written: a kill before that resumes inside the epoch and writes them again.
             self.lr_scheduler.step()
-            self.save(epoch, self.num_iterations, finished=True, numbered=epoch in milestones)
+            if epoch in milestones:
+                self.save(epoch, self.num_iterations, finished=True, latest=False, numbered=True)
             test_stats = run_evaluation(self.model_without_ddp, self.postprocessors, self.eval_loaders, args,
                                         self.device) if self.eval_loaders else {}
             self.log_epoch(epoch, stats, test_stats)
-            if self.stop_at is not None and any_rank(time.time() >= self.stop_at, self.device):
-                logger.info("stopped at the requested time after epoch %d", epoch)
+            self.save(epoch, self.num_iterations, finished=True)
+            complete = epoch + 1 >= args.epochs
+            if not complete and self.should_stop():
+                logger.info("stopped after epoch %d", epoch)
                 break
         logger.info("training took %s", time.strftime("%H:%M:%S", time.gmtime(time.time() - started)))
         if self.writer is not None:
             self.writer.close()
+        return complete
 
     def log_epoch(self, epoch: int, stats: Dict[str, float], test_stats: Dict[str, float]) -> None:
         record = {**{f"train_{k}": v for k, v in stats.items()}, **{f"test_{k}": v for k, v in test_stats.items()},
@@ -317,11 +396,39 @@ class Trainer:
             self.writer.flush()
 
 
-def run(args, ctx: DistContext, stop_at: Optional[float] = None) -> int:
-    """Train (or ``--eval``) with parsed options; ``stop_at``: see ``Trainer.fit``."""
+def run(args, ctx: DistContext, stop_at: Optional[float] = None, given: Collection[str] = ()) -> int:
+    """Train (or ``--eval``) with parsed options; ``stop_at``: see ``Trainer.fit``; ``given``: the options set on
+    the command line or in ``--config`` (``opts.option_sources``)."""
     output_dir = Path(args.output_dir) if args.output_dir else None
     resume = resolve_resume(args, output_dir)
+    lock = RunLock(output_dir) if output_dir is not None and not args.eval else None
+    take_lock(lock)
+    try:
+        return train_or_evaluate(args, ctx, output_dir, resume, stop_at, given)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def take_lock(lock: Optional[RunLock]) -> None:
+    """Rank 0 takes the output folder's lock; every rank raises its RunLockError (none waits for the others)."""
+    error = None
+    if lock is not None and is_main_process():
+        try:
+            lock.acquire()
+        except RunLockError as err:
+            error = str(err)
+    errors = [e for e in all_gather_object(error) if e]
+    if errors:
+        raise RunLockError(errors[0])
+
+
+def train_or_evaluate(args, ctx: DistContext, output_dir: Optional[Path], resume: Optional[Path],
+                      stop_at: Optional[float], given: Collection[str]) -> int:
+    """``run`` once the output folder is this run's."""
     setup_logging(output_dir, ctx.rank)
+    if resume is not None or args.pretrained_weights:
+        adopt_checkpoint_variant(args, resume if resume is not None else args.pretrained_weights, given)
     record_run(args, ctx, output_dir)
     check_dataset_mode(args, resume)
     seed_everything(args.seed + ctx.rank)
@@ -343,21 +450,21 @@ def run(args, ctx: DistContext, stop_at: Optional[float] = None) -> int:
 
     trainer = Trainer(args, ctx, device, model, criterion, postprocessors, resume, ckpt, output_dir)
     del ckpt
-    trainer.fit(stop_at)
-    return 0
+    return trainer.fit(stop_at)
 
 
-def launch(args, stop_at: Optional[float] = None) -> int:
-    """Run parsed options in this process (joining the process group of its launcher)."""
+def launch(args, stop_at: Optional[float] = None, given: Collection[str] = ()) -> int:
+    """Run parsed options in this process (joining the process group of its launcher); ``given``: see ``run``."""
     ctx = init_distributed_mode(args)
     try:
-        return run(args, ctx, stop_at)
+        return run(args, ctx, stop_at, given)
     finally:
         destroy_process_group()
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    return launch(parse_args(argv))
+    parser = argparse.ArgumentParser(parents=[get_args_parser()])
+    return launch(parse_args(argv, parser), given=option_sources(argv, parser))
 
 
 if __name__ == "__main__":

@@ -10,6 +10,8 @@
   the run exits non-zero. Rerunning after fixing the input computes only what is missing. An engine may
   also report expressions that failed on their own (``run`` returns ``{expression: message}``, e.g. a
   missing key frame): only their outputs are left out.
+- Preemption: SIGTERM or SIGUSR1 lets the video in flight finish (its expressions computed and written), starts no
+  other, writes no zip and returns ``REQUEUE_EXIT_CODE``; rerunning the same command computes the rest.
 - One progress bar on rank 0 counts the masks (frames x expressions) of all ranks, summed over a
   gloo side group by a background thread every ``PROGRESS_INTERVAL`` seconds.
 """
@@ -33,6 +35,7 @@ from rvos.predict.engine import InferenceEngine
 from rvos.predict.loading import Prefetcher, load_video
 from rvos.predict.submission import write_zip
 from rvos.predict.writers import VideoOutput
+from rvos.util.preemption import REQUEUE_EXIT_CODE, PreemptionSignal
 
 logger = logging.getLogger(__name__)
 
@@ -194,40 +197,62 @@ class InferenceRunner:
         progress = ProgressSync(total, self.progress_group)
         load = partial(load_video, benchmark=self.benchmark, short_side=self.short_side, max_size=self.max_size,
                        pool=frame_pool, keep_original=getattr(self.engine, "needs_original_frames", False))
-        by_name = {p.job.name: p for p in mine}
-        finalizing: List[Tuple[VideoJob, Future]] = []
+        preemption = PreemptionSignal()
         try:
-            for job, loaded in Prefetcher([p.job for p in mine], load):
-                item = by_name[job.name]
-                output = None
-                counter = WorkCounter(progress.update)
-                try:
-                    video = loaded.result()
-                    output = writer.open(job, item.units, video.frame_names)
-                    failed = self.engine.run(job, video, set(item.expressions), output.add,
-                                             order=partial(writer.order, job), progress=counter)
-                    if failed:
-                        self._record_expressions(job, failed)
-                        output.drop(failed)
-                    finalizing.append((job, finalizer.submit(finalize_video, output)))
-                except Exception as err:  # one broken video must not stop the others
-                    self._record(job, err)
-                    progress.update(max(0, self.benchmark.work(job, item.expressions) - counter.count))
-                    if output is not None:
-                        finalizer.submit(discard_video, output)
-                    if isinstance(err, torch.OutOfMemoryError) and torch.cuda.is_available():
-                        torch.cuda.empty_cache()
-                finalizing = self._collect(finalizing, MAX_PENDING_VIDEOS)
-            finalizing = self._collect(finalizing, 0)
+            with preemption:
+                self._infer(mine, load, writer, finalizer, progress, preemption)
         finally:
             finalizer.shutdown(wait=True)
             write_pool.shutdown(wait=True)
             frame_pool.shutdown(wait=True)
             progress.finish()
         failures = self._gather_failures()
+        stopped = self._any_rank(preemption.requested)
+        if stopped:
+            logger.warning("preempted: finished outputs are kept; rerun the same command to compute the rest "
+                           "(exit code %d)", REQUEUE_EXIT_CODE)
+            return REQUEUE_EXIT_CODE
         if self.rank == 0:
             self._finish(jobs, failures, time.time() - start)
         return 1 if failures else 0
+
+    def _any_rank(self, flag: bool) -> bool:
+        if not self.distributed:
+            return flag
+        flags: List[Optional[bool]] = [None] * self.world_size
+        dist.all_gather_object(flags, flag, group=self.objects_group)
+        return any(flags)
+
+    def _infer(self, mine: List[PendingVideo], load, writer, finalizer, progress,
+               preemption: PreemptionSignal) -> None:
+        """Infer this rank's videos (until a preemption signal) and wait for their files."""
+        by_name = {p.job.name: p for p in mine}
+        finalizing: List[Tuple[VideoJob, Future]] = []
+        for job, loaded in Prefetcher([p.job for p in mine], load):
+            if preemption.requested:
+                logger.warning("preemption signal: video %s and later ones are left for the next run", job.name)
+                break
+            item = by_name[job.name]
+            output = None
+            counter = WorkCounter(progress.update)
+            try:
+                video = loaded.result()
+                output = writer.open(job, item.units, video.frame_names)
+                failed = self.engine.run(job, video, set(item.expressions), output.add,
+                                         order=partial(writer.order, job), progress=counter)
+                if failed:
+                    self._record_expressions(job, failed)
+                    output.drop(failed)
+                finalizing.append((job, finalizer.submit(finalize_video, output)))
+            except Exception as err:  # one broken video must not stop the others
+                self._record(job, err)
+                progress.update(max(0, self.benchmark.work(job, item.expressions) - counter.count))
+                if output is not None:
+                    finalizer.submit(discard_video, output)
+                if isinstance(err, torch.OutOfMemoryError) and torch.cuda.is_available():
+                    torch.cuda.empty_cache()
+            finalizing = self._collect(finalizing, MAX_PENDING_VIDEOS)
+        self._collect(finalizing, 0)
 
     def _record(self, job: VideoJob, err: BaseException) -> None:
         logger.error("video %s failed and is skipped: %s: %s", job.name, type(err).__name__, err)

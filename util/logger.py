@@ -9,6 +9,7 @@ progress bar.
 import json
 import logging
 import math
+import os
 import sys
 from collections import defaultdict, deque
 from pathlib import Path
@@ -74,6 +75,29 @@ def append_json_line(path: Path, record: Mapping) -> None:
         f.flush()
 
 
+def drop_epoch_rows(path: Path, first_epoch: int) -> int:
+    """Remove the lines of the JSON log ``path`` whose ``epoch`` is ``first_epoch`` or later (rows of epochs a
+    resumed run trains again: written before its checkpoint marked them finished); returns how many. The file is
+    replaced atomically; lines without an ``epoch`` (``--eval`` rows) are kept."""
+    if not path.is_file():
+        return 0
+    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+
+    def trained_again(line: str) -> bool:
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:  # a line cut by a kill mid-write
+            return True
+        return isinstance(record, dict) and isinstance(record.get("epoch"), int) and record["epoch"] >= first_epoch
+
+    kept = [line for line in lines if not trained_again(line)]
+    if len(kept) != len(lines):
+        tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+        tmp.write_text("".join(kept), encoding="utf-8")
+        os.replace(tmp, path)
+    return len(lines) - len(kept)
+
+
 class Meters:
     """Running sums per name (global average over the epoch) plus a short window for display.
 
@@ -99,6 +123,16 @@ class Meters:
 
     def averages(self) -> Dict[str, float]:
         return {name: self.total[name] / self.count[name] for name in self.total if self.count[name]}
+
+    def state_dict(self) -> Dict[str, Dict]:
+        """This rank's running sums (for a mid-epoch checkpoint; the display window is not kept)."""
+        return {"total": dict(self.total), "count": dict(self.count)}
+
+    def add_state(self, state: Mapping[str, Mapping]) -> None:
+        """Add the running sums of ``state_dict()`` (of this or another rank: ``synchronize`` sums over ranks)."""
+        for name, total in state["total"].items():
+            self.total[name] += float(total)
+            self.count[name] += int(state["count"][name])
 
     def synchronize(self) -> None:
         if not is_dist_avail_and_initialized() or not self.total:

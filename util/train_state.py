@@ -12,6 +12,8 @@ loadable with ``torch.load(weights_only=True)``::
     epoch_finished True at the end of an epoch (the scheduler has stepped), False mid-epoch
     sampler        ResumableDistributedSampler state (epoch, samples consumed, seed, dataset size)
     rng            one util.rng.capture_rng_state() per rank, in rank order
+    meters         mid-epoch only: each rank's util.logger.Meters running sums, so the epoch's logged averages
+                   cover the iterations before a resume too
     world_size     the number of processes that wrote it
     config         opts.args_to_config(args) (a plain dict, no pickled Namespace)
     versions       util.env_info.versions();  git_sha  util.env_info.git_sha()
@@ -53,9 +55,11 @@ def is_exact_checkpoint(ckpt: Dict[str, Any]) -> bool:
 
 
 def build_checkpoint(model, optimizer, lr_scheduler, scaler, sampler, epoch: int, iteration: int,
-                     epoch_finished: bool, rng_states: List[Dict[str, Any]], config: Dict[str, Any]) -> Dict[str, Any]:
+                     epoch_finished: bool, rng_states: List[Dict[str, Any]], config: Dict[str, Any],
+                     meters: Optional[List[Dict[str, Any]]] = None) -> Dict[str, Any]:
     """The checkpoint dict described in the module docstring (``model`` is the unwrapped model)."""
-    return {
+    extra = {"meters": meters} if meters is not None and not epoch_finished else {}
+    return {**extra,
         "model": model.state_dict(),
         "optimizer": optimizer.state_dict(),
         "lr_scheduler": lr_scheduler.state_dict(),
@@ -145,6 +149,14 @@ def restore_training_state(ckpt: Dict[str, Any], source: str, optimizer, lr_sche
     rng = ckpt["rng"][rank] if rank < saved_world else None
     logger.info("resuming %s at epoch %d, iteration %d", source, position.epoch, position.iteration)
     return position, rng
+
+
+def resumed_meter_states(ckpt: Dict[str, Any], rank: int) -> List[Dict[str, Any]]:
+    """The running sums of a mid-epoch checkpoint this rank adds to its meters: all of them on rank 0 (the epoch
+    averages sum over ranks, so this holds for any number of processes), none elsewhere."""
+    if rank != 0 or ckpt.get("epoch_finished", True):
+        return []
+    return list(ckpt.get("meters") or [])
 
 
 def lr_of_groups(optimizer) -> Dict[str, float]:

@@ -1,0 +1,105 @@
+"""Preemption: a 2-process ``torchrun`` (gloo) training sent SIGTERM mid-epoch (twice, the second while it saves)
+stops every rank at the same step, saves, exits with the requeue code, and its ``--resume auto`` ends exactly where
+an uninterrupted run ends."""
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+import test_train_resume as resume_test
+from rvos.models.checkpoint import read_checkpoint
+from rvos.util.preemption import REQUEUE_EXIT_CODE, PreemptionSignal, ignore_preemption_signals
+from train_support import REPO_ROOT, run_checked, subprocess_env, tiny_world
+
+ITERATIONS = "4"
+
+
+def torchrun(world, output_dir, *extra):
+    command = resume_test.training_command(world, output_dir, "--max_iters_per_epoch", ITERATIONS, *extra)
+    return [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", *command[1:]]
+
+
+def workers_of(pid: int):
+    found = subprocess.run(["ps", "-o", "pid=", "--ppid", str(pid)], capture_output=True, text=True).stdout.split()
+    return [int(p) for p in found]
+
+
+def signal_after_first_checkpoint(cmd, checkpoint, timeout: float = 150) -> subprocess.CompletedProcess:
+    """Start ``cmd``; once ``checkpoint`` exists send SIGTERM twice to one worker; return the finished process."""
+    process = subprocess.Popen(cmd, cwd=REPO_ROOT, env=subprocess_env(1), stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + timeout
+    try:
+        while not checkpoint.exists() or len(workers_of(process.pid)) < 2:
+            if process.poll() is not None or time.time() > deadline:
+                pytest.fail(f"training exited ({process.returncode}) or timed out before its first checkpoint")
+            time.sleep(0.02)
+        worker = workers_of(process.pid)[-1]
+        for _ in range(2):
+            subprocess.run(["kill", "-TERM", str(worker)], check=False)
+            time.sleep(0.05)
+        stderr = process.communicate(timeout=timeout)[1]
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    return subprocess.CompletedProcess(cmd, process.returncode, "", stderr)
+
+
+def test_sigterm_mid_epoch_saves_exits_for_requeue_and_resumes_exactly(tmp_path_factory, tmp_path):
+    world = tiny_world(tmp_path_factory)
+    straight, interrupted = tmp_path / "straight", tmp_path / "interrupted"
+    run_checked(torchrun(world, straight), timeout=240)
+
+    stopped = signal_after_first_checkpoint(torchrun(world, interrupted), interrupted / "checkpoint.pth")
+    codes = [int(c) for c in re.findall(r"exitcode\s*:\s*(-?\d+)", stopped.stderr)]
+    assert codes and set(codes) == {REQUEUE_EXIT_CODE}, stopped.stderr[-6000:]
+    said = re.findall(rf"preempted \(.*\): state saved, exiting with code {REQUEUE_EXIT_CODE}", stopped.stderr)
+    assert len(said) == 2, "both ranks must stop and say so"
+    saved = read_checkpoint(interrupted / "checkpoint.pth")
+    assert (saved["epoch"], saved["epoch_finished"]) == (0, False), "the stop must fall inside the first epoch"
+    assert 1 <= saved["iteration"] < int(ITERATIONS)
+    assert not [p.name for p in interrupted.iterdir() if ".tmp" in p.name], "a temporary file was left behind"
+
+    run_checked(torchrun(world, interrupted, "--resume", "auto"), timeout=240)
+    expected, resumed = read_checkpoint(straight / "checkpoint.pth"), read_checkpoint(interrupted / "checkpoint.pth")
+    assert (resumed["epoch"], resumed["iteration"], resumed["epoch_finished"]) == (1, int(ITERATIONS), True)
+    resume_test.assert_same_tensors(expected["model"], resumed["model"], "model")
+    resume_test.assert_same_tensors(expected["optimizer"]["state"], resumed["optimizer"]["state"], "optimizer")
+    assert [g["lr"] for g in expected["optimizer"]["param_groups"]] == \
+           [g["lr"] for g in resumed["optimizer"]["param_groups"]]
+    assert expected["lr_scheduler"] == resumed["lr_scheduler"]
+    assert expected["sampler"] == resumed["sampler"]
+    resume_test.assert_same_tensors(expected["rng"], resumed["rng"], "rng")
+
+
+class SignalsItsOwnProcess(torch.utils.data.Dataset):
+    """Each item sends SIGUSR1 to the process that loads it (a DataLoader worker), as SLURM signals every process."""
+
+    def __len__(self):
+        return 4
+
+    def __getitem__(self, index):
+        os.kill(os.getpid(), signal.SIGUSR1)
+        return index
+
+
+def test_dataloader_workers_survive_the_signal_meant_for_the_trainer():
+    loader = torch.utils.data.DataLoader(SignalsItsOwnProcess(), batch_size=2, num_workers=1,
+                                         worker_init_fn=ignore_preemption_signals)
+    assert [batch.tolist() for batch in loader] == [[0, 1], [2, 3]]
+
+
+def test_signals_are_recorded_and_the_handlers_restored():
+    before = signal.getsignal(signal.SIGTERM)
+    with PreemptionSignal() as preemption:
+        assert not preemption.requested
+        os.kill(os.getpid(), signal.SIGUSR1)
+        os.kill(os.getpid(), signal.SIGTERM)
+        assert preemption.received == ("SIGUSR1", "SIGTERM")
+    assert signal.getsignal(signal.SIGTERM) is before
