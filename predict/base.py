@@ -111,8 +111,8 @@ def legacy_mevis2024_lengths(videos: Sequence[Tuple[int, int]], sub_video_len: i
     """The sub-clip length S each expression of the original MeViS-2024 ``inference_mevis.py`` used, replayed.
 
     The original's loop ``sub_video_len = len(sub_frame_names)`` overwrote S with the length of the expression's
-    last sub-clip (see ``sub_video_windows``; ``interleaved`` False for ``--no_sampling``), and the overwritten S carried over to the next expression
-    and video of the same process. ``videos``: (frame count, expression count) per video in the original's order
+    last sub-clip (see ``sub_video_windows``; ``interleaved`` False for ``--no_sampling``), and the overwritten S
+    carried over to the next expression and video of the same process. ``videos``: (frame count, expression count) per video in the original's order
     (videos sorted by name, expressions in meta file order); ``processes``: its ``--ngpu``, which gave process i
     the sorted videos [i k, (i + 1) k) with k = len(videos) // processes (the last process the rest), each process
     starting again from ``sub_video_len``. Returns the S of every expression, per video. The state depends only on
