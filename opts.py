@@ -157,6 +157,12 @@ def _add_runtime(p):
     p.add_argument('--test_num_ckpt', default=-2, type=int, help='MUTR: index into the sorted checkpoint list')
     p.add_argument('--sub_video_len', default=30, type=int, help='MeViS-2024: sub-clip length for long videos')
     p.add_argument('--no_sampling', action='store_true', help='MeViS-2024: contiguous sub-clips + re-scoring')
+    p.add_argument('--legacy_mevis2024_subclips', action='store_true',
+                   help="MeViS inference: reproduce the original inference_mevis.py sub-clips, whose sub_video_len is "
+                        "overwritten by each expression's last sub-clip length (docs/INFERENCE.md §3)")
+    p.add_argument('--legacy_mevis2024_processes', default=1, type=int,
+                   help="with --legacy_mevis2024_subclips: the original's --ngpu (each of its processes restarted "
+                        "the overwritten length on its share of the sorted videos)")
 
 
 def get_args_parser() -> argparse.ArgumentParser:

@@ -3,7 +3,8 @@ model outputs become COCO-style predictions, and which ground-truth file scores 
 
 Scoring is ``evaluation.a2d.evaluate_referring_segmentation`` (mAP over every query's mask, P@k, overall
 and mean IoU of the top-1 mask) for A2D-Sentences, JHMDB-Sentences and RefCOCO/+/g (whose COCO-format
-annotation files have one annotation per expression "image", the same shape as the A2D ground truth).
+annotation files have one annotation per expression "image", the same shape as the A2D ground truth). RefCOCO
+predictions also carry the query's box, scored by ``evaluation.boxes.top1_box_metrics`` (REC: ``bbox_P@0.5``, ...).
 """
 import json
 import tempfile
@@ -15,6 +16,7 @@ import torch
 from pycocotools import mask as mask_utils
 
 from rvos.evaluation.a2d import GT_FILE_NAMES, evaluate_referring_segmentation
+from rvos.evaluation.boxes import top1_box_metrics
 from rvos.datasets.base import read_json
 from rvos.datasets.refexp import REFCOCO_NAMES, annotation_file
 
@@ -58,7 +60,8 @@ def _image_id(target: dict):
 
 class PredictionMaker:
     """Callable ``(outputs, targets) -> [{"image_id", "category_id": 1, "segmentation", "score"}, ...]``: every
-    query's mask at the original size, as the original ``evaluate_a2d`` collected them."""
+    query's mask at the original size, as the original ``evaluate_a2d`` collected them; with the RefCOCO
+    post-processors also its ``"bbox"`` (absolute xyxy at the original size, as the original ``evaluate``)."""
 
     def __init__(self, postprocessors):
         self.postprocessors = postprocessors
@@ -69,15 +72,18 @@ class PredictionMaker:
         if isinstance(self.postprocessors, dict):
             results = self.postprocessors["bbox"](outputs, orig_sizes)
             results = self.postprocessors["segm"](results, outputs, orig_sizes, sizes)
-            per_image = [(r["scores"], [_rle(m[0]) for m in r["masks"]]) for r in results]
+            per_image = [(r["scores"], [_rle(m[0]) for m in r["masks"]], r["boxes"].tolist()) for r in results]
         else:
             results = self.postprocessors(outputs, orig_sizes, sizes)
-            per_image = [(r["scores"], r["rle_masks"]) for r in results]
+            per_image = [(r["scores"], r["rle_masks"], None) for r in results]
         predictions = []
-        for target, (scores, rles) in zip(targets, per_image):
+        for target, (scores, rles, boxes) in zip(targets, per_image):
             image_id = _image_id(target)
-            for score, rle in zip(scores.tolist(), rles):
-                predictions.append({"image_id": image_id, "category_id": 1, "segmentation": rle, "score": score})
+            for i, (score, rle) in enumerate(zip(scores.tolist(), rles)):
+                prediction = {"image_id": image_id, "category_id": 1, "segmentation": rle, "score": score}
+                if boxes is not None:
+                    prediction["bbox"] = boxes[i]
+                predictions.append(prediction)
         return predictions
 
 
@@ -99,7 +105,14 @@ def with_rle_segmentations(gt_path: Path, out_dir: Path) -> Path:
 
 
 def score_predictions(gt_path: Path, predictions: List[dict]) -> Dict[str, float]:
-    """The scalar metrics (mAP, AP50, ..., P@k, overall_iou, mean_iou) of ``predictions``."""
+    """The scalar metrics (mAP, AP50, ..., P@k, overall_iou, mean_iou) of ``predictions``; when they carry boxes
+    (RefCOCO), also the box metrics ``bbox_P@k``, ``bbox_overall_iou``, ``bbox_mean_iou``. The masks are scored
+    without the boxes (pycocotools would otherwise take the areas of the boxes)."""
+    boxed = bool(predictions) and all("bbox" in p for p in predictions)
+    masks = [{k: v for k, v in p.items() if k != "bbox"} for p in predictions] if boxed else predictions
     with tempfile.TemporaryDirectory() as scratch:
-        results = evaluate_referring_segmentation(with_rle_segmentations(gt_path, Path(scratch)), predictions)
-    return {k: float(v) for k, v in results.items() if k != "per_image"}
+        results = evaluate_referring_segmentation(with_rle_segmentations(gt_path, Path(scratch)), masks)
+    metrics = {k: float(v) for k, v in results.items() if k != "per_image"}
+    if boxed:
+        metrics.update(top1_box_metrics(read_json(Path(gt_path)), predictions, source=str(gt_path)))
+    return metrics

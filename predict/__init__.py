@@ -7,6 +7,8 @@ checkpoint (``model``) and the runner (``runner``: resume, ranks, failures).
 ``inference.py`` is the command line; ``build_benchmark(args)`` picks the benchmark from
 ``--video`` or ``--dataset_file``.
 """
+import logging
+
 from rvos.predict.benchmarks.a2d import A2DBenchmark
 from rvos.predict.base import Benchmark
 from rvos.predict.benchmarks.davis import DavisBenchmark
@@ -17,6 +19,7 @@ from rvos.predict.benchmarks.ytvos import YTVOSBenchmark
 
 BENCHMARKS = {cls.name: cls for cls in (YTVOSBenchmark, MeViSBenchmark, DavisBenchmark, A2DBenchmark, JHMDBBenchmark,
                                         VideoBenchmark)}
+logger = logging.getLogger(__name__)
 
 
 def build_benchmark(args) -> Benchmark:
@@ -25,6 +28,9 @@ def build_benchmark(args) -> Benchmark:
     if name not in BENCHMARKS:
         raise ValueError(f"inference supports --dataset_file {', '.join(n for n in BENCHMARKS if n != 'video')} "
                          f"(or --video FILE_OR_FOLDER), got {name!r}")
+    if getattr(args, "legacy_mevis2024_subclips", False) and name != MeViSBenchmark.name:
+        logger.warning("--legacy_mevis2024_subclips reproduces the MeViS-2024 MeViS inference only; %s inference "
+                       "uses the plain --sub_video_len windows", name)
     return BENCHMARKS[name](args)
 
 

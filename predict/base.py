@@ -8,7 +8,7 @@ the rest for every benchmark.
 """
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -104,6 +104,38 @@ def sub_video_windows(num_frames: int, sub_video_len: int, interleaved: bool) ->
     if interleaved:
         return [list(range(i, num_frames, count)) for i in range(count)]
     return [list(range(i * sub_video_len, min((i + 1) * sub_video_len, num_frames))) for i in range(count)]
+
+
+def legacy_mevis2024_lengths(videos: Sequence[Tuple[int, int]], sub_video_len: int, interleaved: bool,
+                             processes: int = 1) -> List[List[int]]:
+    """The sub-clip length S each expression of the original MeViS-2024 ``inference_mevis.py`` used, replayed.
+
+    The original's loop ``sub_video_len = len(sub_frame_names)`` overwrote S with the length of the expression's
+    last sub-clip (see ``sub_video_windows``; ``interleaved`` False for ``--no_sampling``), and the overwritten S
+    carried over to the next expression and video of the same process. ``videos``: (frame count, expression count) per video in the original's order
+    (videos sorted by name, expressions in meta file order); ``processes``: its ``--ngpu``, which gave process i
+    the sorted videos [i k, (i + 1) k) with k = len(videos) // processes (the last process the rest), each process
+    starting again from ``sub_video_len``. Returns the S of every expression, per video. The state depends only on
+    the meta file, so every rank and every resumed run replays it without running a model.
+    """
+    if sub_video_len < 1:
+        raise ValueError(f"--legacy_mevis2024_subclips needs --sub_video_len >= 1 (the original divided by it), "
+                         f"got {sub_video_len}")
+    if processes < 1:
+        raise ValueError(f"--legacy_mevis2024_processes must be >= 1, got {processes}")
+    per_process = len(videos) // processes
+    starts = {i * per_process for i in range(processes)}
+    lengths: List[List[int]] = []
+    current = sub_video_len
+    for index, (num_frames, num_expressions) in enumerate(videos):
+        if index in starts:
+            current = sub_video_len
+        used = []
+        for _ in range(num_expressions):
+            used.append(current)
+            current = len(sub_video_windows(num_frames, current, interleaved)[-1])
+        lengths.append(used)
+    return lengths
 
 
 def contiguous_clips(num_frames: int, clip_len: int) -> List[List[int]]:

@@ -64,6 +64,12 @@ def test_eval_predictions_are_scored_against_coco_ground_truth(tmp_path_factory,
     metrics = score_predictions(gt, predictions)
     assert {"mAP 0.5:0.95", "P@0.5", "overall_iou", "mean_iou"} <= set(metrics)
     assert 0.0 <= metrics["overall_iou"] <= 1.0
+    # RefCOCO predictions carry each query's box (xyxy at the original size): REC precision is reported too
+    assert ("bbox_P@0.5" in metrics) == (dataset == "refcoco")
+    if dataset == "refcoco":
+        assert all(len(p["bbox"]) == 4 and p["bbox"][0] <= p["bbox"][2] for p in predictions)
+        boxed = [dict(p, bbox=[GT_BOX[0], GT_BOX[1], GT_BOX[2], GT_BOX[3]]) for p in predictions]
+        assert score_predictions(gt, boxed)["bbox_P@0.5"] == 1.0
 
     perfect = [dict(p, segmentation=box_rle(), score=1.0) for p in predictions]
     assert score_predictions(gt, perfect)["overall_iou"] == pytest.approx(1.0)
