@@ -30,7 +30,7 @@ from rvos.predict.writers import load_logits, png_problem
 logger = logging.getLogger(__name__)
 
 VALUE_KINDS = ("logits", "probabilities")
-PROBABILITY_EPS = 1e-6
+PROBABILITY_EPS = 2.0 ** -12  # half the float16 spacing below 1: a stored 1.0 is any p above 1 - 2**-12
 
 
 class MissingPrediction(KeyError):
