@@ -84,7 +84,7 @@ def _work(item: Tuple[str, dict]) -> Tuple[str, Optional[str], List[str]]:
     video, meta_video = item
     try:
         return video, None, process_video(_WORKER, video, meta_video)
-    except (MissingPrediction, SourceError, ValueError, OSError, KeyError) as err:
+    except (MissingPrediction, SourceError, ValueError, OSError, KeyError, RuntimeError) as err:
         return video, f"{type(err).__name__}: {err}", []
 
 
@@ -92,6 +92,7 @@ def run_recipe(recipe: Recipe, workers: int = 1, progress: bool = True) -> RunRe
     """Run ``recipe`` over the meta's videos (sorted ids); see the module docstring."""
     meta = load_meta(recipe)
     videos = sorted(meta)
+    fusion = VideoFusion(recipe)  # builds every source (a bad one fails here, before any work)
     output = recipe.output
     output.mkdir(parents=True, exist_ok=True)
     todo = [v for v in videos if not video_done(output, v)]
@@ -108,7 +109,8 @@ def run_recipe(recipe: Recipe, workers: int = 1, progress: bool = True) -> RunRe
             for video, error, notes in results:
                 _collect(video, error, notes, failures, abstained, bar)
     else:
-        _init_worker(recipe)
+        global _WORKER
+        _WORKER = fusion
         for item in items:
             _collect(*_work(item), failures, abstained, bar)
     bar.close()

@@ -76,8 +76,8 @@ class Source:
 class PthSource(Source):
     """I23 ``.pth`` store(s): ``path`` is one file or a folder of chunk files (``*.pth``, any video order).
 
-    The chunk index (which file holds which video) is built once by reading every chunk; a video is then read from
-    its chunk only. ``values`` is "logits" (probabilities = float32 sigmoid) or "probabilities" (used as they are).
+    The chunk index (which file holds which video) is built once from every chunk, memory-mapped (``mmap=True``), so
+    only the tensors of the videos being fused are read from disk. ``values`` is "logits" (probabilities = float32 sigmoid) or "probabilities" (used as they are).
     """
 
     def __init__(self, name: str, path: Path, values: str):
@@ -93,12 +93,23 @@ class PthSource(Source):
 
     def _read(self, path: Path) -> dict:
         try:
-            store = torch.load(path, map_location="cpu", weights_only=True)
+            store = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        except RuntimeError as err:
+            if "mmap" not in str(err):
+                raise SourceError(f"source {self.name}: cannot read {path}: {err}") from err
+            store = self._read_legacy(path)
         except Exception as err:  # torch raises many types for a bad file; all are reported with the file name
             raise SourceError(f"source {self.name}: cannot read {path}: {err}") from err
         if not isinstance(store, dict):
             raise SourceError(f"source {self.name}: {path} holds a {type(store).__name__}, expected a dict of videos")
         return store
+
+    def _read_legacy(self, path: Path) -> dict:
+        """A store in torch's legacy (non-zip) format, which cannot be memory-mapped: read whole."""
+        try:
+            return torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as err:  # torch raises many types for a bad file; all are reported with the file name
+            raise SourceError(f"source {self.name}: cannot read {path}: {err}") from err
 
     def index(self) -> Dict[str, Path]:
         """video -> chunk file (a video in two chunks is an error naming both)."""
@@ -198,7 +209,7 @@ class PngSource(Source):
             masks: List[np.ndarray] = []
             for frame in meta_video["frames"]:
                 path = exp_dir / f"{frame}.png"
-                if not path.is_file():
+                if not path.exists():
                     raise MissingPrediction(f"source {self.name} lacks {path}")
                 masks.append(read_binary_png(path))
             out[exp_id] = ExpressionPrediction(np.stack(masks).astype(np.float32), None, "binary")

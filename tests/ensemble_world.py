@@ -55,6 +55,7 @@ def make_frames(root: Path, meta: Dict[str, dict], seed: int) -> None:
 
 def make_world(root: Path, videos: int = 4) -> Dict[str, dict]:
     """meta.json, frames/, stores a.pth, b.pth, c.pth and the PNG tree d/ under ``root``."""
+    root.mkdir(parents=True, exist_ok=True)
     meta = make_meta(root, videos)
     for seed, name in enumerate("abc"):
         make_pth(root / f"{name}.pth", meta, seed)
