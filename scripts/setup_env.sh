@@ -17,7 +17,12 @@ if [ ! -f "$stamp" ]; then
     python -m pip install -q "torch==${TORCH_VERSION}" "torchvision==${TORCHVISION_VERSION}"
     python -m pip install -q -r requirements.txt
     if [ "${RVOS_SKIP_EXTRAS:-0}" != "1" ]; then
-        python -m pip install -q -r requirements-extras.txt "torch==${TORCH_VERSION}" "torchvision==${TORCHVISION_VERSION}"
+        # sam2 is an sdist whose build needs torch: built against the venv's torch (no build isolation, which would
+        # fetch another torch) and without its optional CUDA extension (SAM2_BUILD_CUDA=0).
+        grep -v '^sam2==' requirements-extras.txt > .venv/requirements-extras-no-sam2.txt
+        python -m pip install -q -r .venv/requirements-extras-no-sam2.txt "torch==${TORCH_VERSION}" "torchvision==${TORCHVISION_VERSION}"
+        SAM2_BUILD_CUDA=0 python -m pip install -q --no-build-isolation $(grep '^sam2==' requirements-extras.txt) \
+            "torch==${TORCH_VERSION}" "torchvision==${TORCHVISION_VERSION}"
     fi
     touch "$stamp"
 fi
