@@ -236,7 +236,13 @@ def _options(check: _Checker, spec: LineDict, op: str, name: str, inputs, known)
         if propagator.get("type") not in PROPAGATOR_TYPES:
             check.fail(propagator.lines.get("type", propagator.line),
                        f"unknown propagator type {propagator.get('type')!r} (one of {', '.join(PROPAGATOR_TYPES)})")
-        return {"propagator": dict(propagator), "tta": spec.get("tta")}
+        tta = spec.get("tta")
+        if tta is not None:
+            from rvos.ensemble.propagate.augment import TTA_OPTIONS
+            tta = check.mapping(tta, line("tta"), "tta")
+            check.keys(tta, set(TTA_OPTIONS), "tta")
+            tta = dict(tta)
+        return {"propagator": dict(propagator), "tta": tta}
     return {}
 
 

@@ -10,7 +10,7 @@ from PIL import Image
 
 from rvos.ensemble.operators import (binarise, group_expressions, iou_gated_average, select_key_frame,
                                      sigmoid_quirk_binarise, vote)
-from rvos.ensemble.recipe import Recipe, RoundSpec
+from rvos.ensemble.recipe import Recipe, RecipeError, RoundSpec
 from rvos.ensemble.sources import ExpressionPrediction, MissingPrediction, Source, build_source
 
 logger = logging.getLogger(__name__)
@@ -33,7 +33,8 @@ class VideoFusion:
         self.recipe = recipe
         self.sources: Dict[str, Source] = {name: build_source(name, spec, recipe.root)
                                            for name, spec in recipe.sources.items()}
-        self.propagators = {}
+        self.propagators = {spec.name: _build_propagator(recipe, spec) for spec in recipe.rounds
+                            if spec.op == "propagate"}
 
     def _source(self, name: str, video: str, meta_video: dict, notes: List[str]) -> Predictions:
         try:
@@ -135,17 +136,26 @@ class VideoFusion:
         return out
 
     def _propagate(self, spec: RoundSpec, first: Predictions, keys, video, meta_video) -> Predictions:
-        from rvos.ensemble.propagate import build_propagator, propagate_from_key_frame
-        if spec.name not in self.propagators:
-            self.propagators[spec.name] = build_propagator(spec.options["propagator"])
+        from rvos.ensemble.propagate import propagate_from_key_frame
+        propagator = self.propagators[spec.name]
         frames = load_frames(self.recipe.frames, video, meta_video["frames"])
         out = {}
         for exp_id, entry in first.items():
             k = keys[exp_id]
-            probs = propagate_from_key_frame(self.propagators[spec.name], frames, k, entry.probs[k], entry.probs,
-                                             tta=spec.options["tta"])
+            text = meta_video["expressions"][exp_id].get("exp") if propagator.needs_text else None
+            probs = propagate_from_key_frame(propagator, frames, k, entry.probs[k], entry.probs,
+                                             tta=spec.options["tta"], text=text)
             out[exp_id] = ExpressionPrediction(np.asarray(probs, dtype=np.float32), entry.scores, "probabilities")
         return out
+
+
+def _build_propagator(recipe: Recipe, spec: RoundSpec):
+    """The round's propagator, built before any video (a bad option is a RecipeError naming the round's line)."""
+    from rvos.ensemble.propagate import build_propagator
+    try:
+        return build_propagator(spec.options["propagator"])
+    except ValueError as err:
+        raise RecipeError(f"{recipe.path}:{spec.line}: round {spec.name}: {err}") from err
 
 
 def load_frames(root: Optional[Path], video: str, names) -> np.ndarray:
