@@ -76,8 +76,9 @@ class Source:
 class PthSource(Source):
     """I23 ``.pth`` store(s): ``path`` is one file or a folder of chunk files (``*.pth``, any video order).
 
-    The chunk index (which file holds which video) is built once from every chunk, memory-mapped (``mmap=True``), so
-    only the tensors of the videos being fused are read from disk. ``values`` is "logits" (probabilities = float32 sigmoid) or "probabilities" (used as they are).
+    The chunk index (which file holds which video) is built once from every chunk, memory-mapped (``mmap=True``); a
+    video's file is mapped again for each video and released after it, so only that video's tensors are read and
+    memory does not grow with the store (a store in torch's legacy format cannot be mapped: it is held whole). ``values`` is "logits" (probabilities = float32 sigmoid) or "probabilities" (used as they are).
     """
 
     def __init__(self, name: str, path: Path, values: str):
@@ -89,7 +90,7 @@ class PthSource(Source):
         if not self.files:
             raise SourceError(f"source {name}: no .pth files in {self.path}")
         self._index: Optional[Dict[str, Path]] = None
-        self._cache: Dict[Path, dict] = {}
+        self._legacy: Dict[Path, dict] = {}  # stores that cannot be memory-mapped, held whole (one at a time)
 
     def _read(self, path: Path) -> dict:
         try:
@@ -97,7 +98,8 @@ class PthSource(Source):
         except RuntimeError as err:
             if "mmap" not in str(err):
                 raise SourceError(f"source {self.name}: cannot read {path}: {err}") from err
-            store = self._read_legacy(path)
+            store = self._legacy.get(path) or self._read_legacy(path)
+            self._legacy = {path: store}
         except Exception as err:  # torch raises many types for a bad file; all are reported with the file name
             raise SourceError(f"source {self.name}: cannot read {path}: {err}") from err
         if not isinstance(store, dict):
@@ -128,9 +130,10 @@ class PthSource(Source):
         if video not in index:
             raise MissingPrediction(f"source {self.name} ({self.path}) has no video {video}")
         path = index[video]
-        if path not in self._cache:
-            self._cache = {path: self._read(path)}  # one chunk in memory at a time
-        entries = self._cache[path][video]
+        if path in self._legacy:
+            entries = self._legacy[path][video]
+        else:  # mapped afresh for each video and unmapped after it: the pages read do not stay in this process
+            entries = self._read(path)[video]
         frames = len(meta_video["frames"])
         out = {}
         for exp_id, entry in entries.items():

@@ -88,3 +88,15 @@ def test_png_tree_255_rule_and_missing_frame(tmp_path):
     (folder / "00005.png").unlink()
     with pytest.raises(MissingPrediction, match="00005.png"):
         PngSource("p", tmp_path / "tree").load_video("vid", meta)
+
+
+def test_pth_legacy_format_is_read_whole(tmp_path):
+    """A store saved in torch's legacy (non-zip) format cannot be memory-mapped; it is read whole, same values."""
+    meta = make_meta(tmp_path, videos=2)
+    make_pth(tmp_path / "new.pth", meta, 0)
+    torch.save(torch.load(tmp_path / "new.pth", weights_only=True), tmp_path / "old.pth",
+               _use_new_zipfile_serialization=False)
+    new, old = PthSource("n", tmp_path / "new.pth", "logits"), PthSource("o", tmp_path / "old.pth", "logits")
+    for video in meta:
+        for exp_id, entry in old.load_video(video, meta[video]).items():
+            np.testing.assert_array_equal(entry.probs, new.load_video(video, meta[video])[exp_id].probs)
