@@ -1,11 +1,14 @@
 """Run a recipe over every video of the meta: one video at a time, optionally in worker processes, resumable.
 
 Per video, ``<output>/Annotations/<video>/`` is written under its partial folder (``rvos.predict.writers``) and
-renamed when whole, after its record ``<output>/videos/<video>.json`` (key frames, abstentions). A rerun skips
-the videos whose folder and record both exist. A failed video is logged, listed in ``failures.json`` and skipped;
+renamed when whole, after its record ``<output>/videos/<video>.json`` (key frames, abstentions, the recipe's
+digest). A rerun skips the videos whose folder and record both exist, the record from the same recipe (sources,
+rounds and final round; a changed recipe redoes every video). A failed video is logged, listed in ``failures.json`` and skipped;
 the run then ends without the zip and returns the failures. When every video is done: ``key_frames.json``, the
 submission zip and (when the recipe names the frames) its check.
 """
+import dataclasses
+import hashlib
 import json
 import logging
 import multiprocessing
@@ -44,8 +47,23 @@ def load_meta(recipe: Recipe) -> Dict[str, dict]:
         raise SourceError(f"cannot read the meta {recipe.meta}: {err!r}") from err
 
 
-def video_done(output: Path, video: str) -> bool:
-    return (output / "Annotations" / video).is_dir() and (output / "videos" / f"{video}.json").is_file()
+def recipe_digest(recipe: Recipe) -> str:
+    """sha256 of what decides the masks (sources, rounds, final round): a video written under another digest is
+    redone."""
+    rounds = [{k: v for k, v in dataclasses.asdict(r).items() if k != "line"} for r in recipe.rounds]
+    content = {"sources": recipe.sources, "rounds": rounds, "final": recipe.final}
+    return hashlib.sha256(json.dumps(content, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def video_done(output: Path, video: str, digest: str) -> bool:
+    """Whether the video's folder is committed and its record was written by a recipe with this digest."""
+    record = output / "videos" / f"{video}.json"
+    if not (output / "Annotations" / video).is_dir() or not record.is_file():
+        return False
+    try:
+        return json.loads(record.read_text()).get("recipe_digest") == digest
+    except ValueError:
+        return False
 
 
 def key_frame_round(recipe: Recipe) -> Optional[str]:
@@ -59,7 +77,7 @@ def key_frame_round(recipe: Recipe) -> Optional[str]:
     return chosen
 
 
-def process_video(fusion: VideoFusion, video: str, meta_video: dict) -> List[str]:
+def process_video(fusion: VideoFusion, video: str, meta_video: dict, digest: str) -> List[str]:
     """Fuse one video and write its masks and record; returns the abstention notes."""
     output = fusion.recipe.output
     result = fusion.run(video, meta_video)
@@ -70,7 +88,7 @@ def process_video(fusion: VideoFusion, video: str, meta_video: dict) -> List[str
         for frame, mask in zip(meta_video["frames"], masks):
             save_binary_png(partial / exp_id / f"{frame}.png", mask)
     write_json_atomic(output / "videos" / f"{video}.json",
-                      {"key_frames": result.key_frames, "abstained": result.abstained})
+                      {"key_frames": result.key_frames, "abstained": result.abstained, "recipe_digest": digest})
     commit_dir(final)
     return result.abstained
 
@@ -80,10 +98,10 @@ def _init_worker(recipe: Recipe) -> None:
     _WORKER = VideoFusion(recipe)
 
 
-def _work(item: Tuple[str, dict]) -> Tuple[str, Optional[str], List[str]]:
-    video, meta_video = item
+def _work(item: Tuple[str, dict, str]) -> Tuple[str, Optional[str], List[str]]:
+    video, meta_video, digest = item
     try:
-        return video, None, process_video(_WORKER, video, meta_video)
+        return video, None, process_video(_WORKER, video, meta_video, digest)
     except (MissingPrediction, SourceError, ValueError, OSError, KeyError, RuntimeError) as err:
         return video, f"{type(err).__name__}: {err}", []
 
@@ -95,12 +113,13 @@ def run_recipe(recipe: Recipe, workers: int = 1, progress: bool = True) -> RunRe
     fusion = VideoFusion(recipe)  # builds every source (a bad one fails here, before any work)
     output = recipe.output
     output.mkdir(parents=True, exist_ok=True)
-    todo = [v for v in videos if not video_done(output, v)]
+    digest = recipe_digest(recipe)
+    todo = [v for v in videos if not video_done(output, v, digest)]
     if len(todo) < len(videos):
         logger.info("%d of %d videos are done already: skipped", len(videos) - len(todo), len(videos))
     failures: Dict[str, str] = {}
     abstained: List[str] = []
-    items = [(v, meta[v]) for v in todo]
+    items = [(v, meta[v], digest) for v in todo]
     bar = tqdm(total=len(items), desc="ensemble", unit="video", disable=not progress)
     if workers > 1 and len(items) > 1:
         context = multiprocessing.get_context("spawn")
