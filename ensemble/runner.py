@@ -3,9 +3,9 @@
 Per video, ``<output>/Annotations/<video>/`` is written under its partial folder (``rvos.predict.writers``) and
 renamed when whole, after its record ``<output>/videos/<video>.json`` (key frames, abstentions, the recipe's
 digest). A rerun skips the videos whose folder and record both exist, the record from the same recipe (sources,
-rounds and final round; a changed recipe redoes every video). A failed video is logged, listed in ``failures.json`` and skipped;
-the run then ends without the zip and returns the failures. When every video is done: ``key_frames.json``, the
-submission zip and (when the recipe names the frames) its check.
+rounds and final round; a changed recipe redoes every video). A failed video is logged, listed in
+``failures.json`` and skipped; the run then ends without the zip and returns the failures. When every video is
+done: ``key_frames.json``, the submission zip and (when the recipe names the frames) its check.
 """
 import dataclasses
 import hashlib

@@ -78,7 +78,8 @@ class PthSource(Source):
 
     The chunk index (which file holds which video) is built once from every chunk, memory-mapped (``mmap=True``); a
     video's file is mapped again for each video and released after it, so only that video's tensors are read and
-    memory does not grow with the store (a store in torch's legacy format cannot be mapped: it is held whole). ``values`` is "logits" (probabilities = float32 sigmoid) or "probabilities" (used as they are).
+    memory does not grow with the store (a store in torch's legacy format cannot be mapped: it is held whole).
+    ``values`` is "logits" (probabilities = float32 sigmoid) or "probabilities" (used as they are).
     """
 
     def __init__(self, name: str, path: Path, values: str):

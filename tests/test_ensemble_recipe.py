@@ -23,7 +23,8 @@ def world(tmp_path_factory):
 @pytest.mark.parametrize("old,new,needle,message", [
     ("    min_votes: half", "    min_vote: half", "min_vote:", "unknown key 'min_vote'"),
     ("    inputs: [first, d, a]", "    inputs: [first, e, a]", "[first, e, a]", "unknown input 'e'"),
-    ("    op: vote\n    inputs: [first", "    op: average\n    inputs: [first", "op: average", "unknown operator 'average'"),
+    ("    op: vote\n    inputs: [first", "    op: average\n    inputs: [first", "op: average",
+     "unknown operator 'average'"),
     ("  c: {type: pth, path: c.pth}", "  c: {type: pth, path: cc.pth}", "cc.pth", "does not exist"),
     ("  d: {type: png, path: d}", "  d: {type: jpg, path: d}", "type: jpg", "type 'jpg' is not one of"),
     ("    grouping: consecutive_pairs", "    grouping: pairs", "grouping: pairs", "grouping 'pairs'"),

@@ -1,7 +1,6 @@
 """Every reference case of ../shared/reference/ensemble reproduced by the preset named after its original script:
 the same PNG pixels for every file of the reference tree (and no other file), the same key-frame json bytes."""
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
