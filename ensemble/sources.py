@@ -72,6 +72,16 @@ class Source:
     def load_video(self, video: str, meta_video: dict) -> Dict[str, ExpressionPrediction]:
         raise NotImplementedError
 
+    def missing_video(self, video: str) -> "MissingPrediction":
+        return MissingPrediction(f"source {self.name} ({self.path}) has no video {video}")
+
+    def video_folder(self, video: str) -> Path:
+        """``<path>/<video>`` of a folder-per-video store; a missing folder is a MissingPrediction."""
+        folder = self.path / video
+        if not folder.is_dir():
+            raise self.missing_video(video)
+        return folder
+
 
 class PthSource(Source):
     """I23 ``.pth`` store(s): ``path`` is one file or a folder of chunk files (``*.pth``, any video order).
@@ -129,7 +139,7 @@ class PthSource(Source):
     def load_video(self, video, meta_video):
         index = self.index()
         if video not in index:
-            raise MissingPrediction(f"source {self.name} ({self.path}) has no video {video}")
+            raise self.missing_video(video)
         path = index[video]
         if path in self._legacy:
             entries = self._legacy[path][video]
@@ -156,9 +166,7 @@ class NpzSource(Source):
     """Our ``--save_logits`` store: ``<path>/<video>/<exp_id>.npz`` (float16 stride-4 probabilities)."""
 
     def load_video(self, video, meta_video):
-        folder = self.path / video
-        if not folder.is_dir():
-            raise MissingPrediction(f"source {self.name} ({self.path}) has no video {video}")
+        folder = self.video_folder(video)
         out = {}
         for exp_id in meta_video["expressions"]:
             path = folder / f"{exp_id}.npz"
@@ -202,9 +210,7 @@ class PngSource(Source):
     """An ``Annotations/<video>/<exp_id>/<frame>.png`` tree of binary masks; frames read by meta frame name."""
 
     def load_video(self, video, meta_video):
-        folder = self.path / video
-        if not folder.is_dir():
-            raise MissingPrediction(f"source {self.name} ({self.path}) has no video {video}")
+        folder = self.video_folder(video)
         out = {}
         for exp_id in meta_video["expressions"]:
             exp_dir = folder / exp_id
