@@ -115,12 +115,20 @@ def evaluate(data: Path, results: Path, output: Path, log: Path) -> Dict:
     return {k: scores[k] for k in ("J&F", "J", "F", "n_expressions")}
 
 
+def held_out_meta(data: Path) -> Dict:
+    """The valid meta without the test videos it also lists (what inference.py predicts, DATASETS.md §1.4)."""
+    meta = json.loads((data / "meta_expressions" / "valid" / "meta_expressions.json").read_text())
+    test = json.loads((data / "meta_expressions" / "test" / "meta_expressions.json").read_text())["videos"]
+    return {"videos": {name: entry for name, entry in meta["videos"].items() if name not in test}}
+
+
 def ensemble_rounds(args, work: Path, data: Path, preds: Dict[int, Path], log: Path) -> Dict[str, Path]:
     """Write the recipe, run the tool once per round (that round final); returns each round's Annotations/."""
-    rel = {s: os.path.relpath(p / "logits", work) for s, p in preds.items()}
-    recipe = build_recipe(args.seeds, os.path.relpath(data / "meta_expressions" / "valid" / "meta_expressions.json",
-                                                      work),
-                          os.path.relpath(data / "valid" / "JPEGImages", work), rel, args.min_votes)
+    rel = {s: os.path.relpath(p / "valid" / "logits", work) for s, p in preds.items()}
+    meta = work / "meta_valid_only.json"
+    meta.write_text(json.dumps(held_out_meta(data)))
+    recipe = build_recipe(args.seeds, meta.name, os.path.relpath(data / "valid" / "JPEGImages", work), rel,
+                          args.min_votes)
     outputs = {}
     for spec in recipe["rounds"]:
         name = spec["name"]
