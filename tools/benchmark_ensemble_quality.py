@@ -24,11 +24,14 @@ import sys
 from pathlib import Path
 from typing import Dict, List
 
+import numpy as np
 import yaml
+from PIL import Image
 
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from rvos.predict.writers import save_binary_png  # noqa: E402
 from rvos.tools.benchmark import machine  # noqa: E402
 
 logger = logging.getLogger("benchmark_ensemble_quality")
@@ -122,6 +125,20 @@ def held_out_meta(data: Path) -> Dict:
     return {"videos": {name: entry for name, entry in meta["videos"].items() if name not in test}}
 
 
+def write_empty_masks(data: Path, out: Path) -> Path:
+    """An all-background ``Annotations/`` tree of the held-out videos: the trivial baseline row."""
+    if not (out / "done").is_file():
+        for video, entry in held_out_meta(data)["videos"].items():
+            with Image.open(data / "valid" / "JPEGImages" / video / f"{entry['frames'][0]}.jpg") as image:
+                width, height = image.size
+            for exp_id in entry["expressions"]:
+                (out / video / exp_id).mkdir(parents=True, exist_ok=True)
+                for frame in entry["frames"]:
+                    save_binary_png(out / video / exp_id / f"{frame}.png", np.zeros((height, width), dtype=bool))
+        (out / "done").write_text("")
+    return out
+
+
 def ensemble_rounds(args, work: Path, data: Path, preds: Dict[int, Path], log: Path) -> Dict[str, Path]:
     """Write the recipe, run the tool once per round (that round final); returns each round's Annotations/."""
     rel = {s: os.path.relpath(p / "valid" / "logits", work) for s, p in preds.items()}
@@ -184,6 +201,8 @@ def main(argv=None) -> int:
         rows.append(dict(name=name, what=what.get(name, f"{name[:-5]} propagated (optical flow, DIS) from its "
                                                          "highest-scoring frame"),
                          **evaluate(data, annotations, work / "scores" / f"{name}.json", log)))
+    rows.append(dict(name="empty", what="all-background masks (trivial baseline)",
+                     **evaluate(data, write_empty_masks(data, work / "empty"), work / "scores" / "empty.json", log)))
     markdown = table(rows)
     logger.info("J&F on the held-out synthetic Ref-YouTube-VOS (%d videos, %d expressions):\n%s",
                 args.num_valid_videos, rows[0]["n_expressions"], markdown)
