@@ -139,19 +139,25 @@ def write_empty_masks(data: Path, out: Path) -> Path:
     return out
 
 
+def run_tag(args) -> str:
+    """Suffix of the ensemble outputs of a non-default flow method (the DIS outputs keep plain names)."""
+    return "" if args.flow_method == "dis" else f"_{args.flow_method}"
+
+
 def ensemble_rounds(args, work: Path, data: Path, preds: Dict[int, Path], log: Path) -> Dict[str, Path]:
     """Write the recipe, run the tool once per round (that round final); returns each round's Annotations/."""
     rel = {s: os.path.relpath(p / "valid" / "logits", work) for s, p in preds.items()}
     meta = work / "meta_valid_only.json"
     meta.write_text(json.dumps(held_out_meta(data)))
     recipe = build_recipe(args.seeds, meta.name, os.path.relpath(data / "valid" / "JPEGImages", work), rel,
-                          args.min_votes)
+                          args.min_votes, {"type": "optical_flow", "method": args.flow_method})
+    tag = run_tag(args)
     outputs = {}
     for spec in recipe["rounds"]:
         name = spec["name"]
-        path = work / f"recipe_{name}.yaml"
+        path = work / f"recipe_{name}{tag}.yaml"
         path.write_text(yaml.safe_dump(dict(recipe, final=name), sort_keys=False))
-        out = work / "ensemble" / name
+        out = work / "ensemble" / f"{name}{tag}"
         if not (out / "submission.zip").is_file():
             run([sys.executable, "tools/ensemble.py", str(path), "--output", str(out), "--workers",
                  str(args.workers), "--no_progress"], log)
@@ -178,6 +184,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--num_valid_videos", type=int, default=6, help="synthetic held-out videos")
     parser.add_argument("--data_seed", type=int, default=0, help="seed of the synthetic dataset")
     parser.add_argument("--min_votes", default="majority", help="the vote rounds' min_votes")
+    parser.add_argument("--flow_method", default="dis", choices=["dis", "farneback"],
+                        help="the optical-flow propagator's method (docs/PROPAGATION.md)")
     parser.add_argument("--workers", type=int, default=1, help="tools/ensemble.py worker processes")
     parser.add_argument("--json", type=Path, default=None, help="write the table here (default: <work>/quality.json)")
     return parser
@@ -198,9 +206,10 @@ def main(argv=None) -> int:
     what = {"voted": f"vote of the {len(args.seeds)} sources ({args.min_votes})",
             "final": f"vote of the sources and their propagated variants ({args.min_votes})"}
     for name, annotations in ensemble_rounds(args, work, data, preds, log).items():
-        rows.append(dict(name=name, what=what.get(name, f"{name[:-5]} propagated (optical flow, DIS) from its "
+        rows.append(dict(name=name, what=what.get(name, f"{name[:-5]} propagated (optical flow, {args.flow_method}) "
+                                                         "from its "
                                                          "highest-scoring frame"),
-                         **evaluate(data, annotations, work / "scores" / f"{name}.json", log)))
+                         **evaluate(data, annotations, work / "scores" / f"{name}{run_tag(args)}.json", log)))
     rows.append(dict(name="empty", what="all-background masks (trivial baseline)",
                      **evaluate(data, write_empty_masks(data, work / "empty"), work / "scores" / "empty.json", log)))
     markdown = table(rows)
@@ -208,9 +217,10 @@ def main(argv=None) -> int:
                 args.num_valid_videos, rows[0]["n_expressions"], markdown)
     payload = {"machine": machine(), "seeds": args.seeds, "epochs": args.epochs,
                "max_iters_per_epoch": args.max_iters_per_epoch, "num_videos": args.num_videos,
-               "num_valid_videos": args.num_valid_videos, "min_votes": args.min_votes, "rows": rows,
+               "num_valid_videos": args.num_valid_videos, "min_votes": args.min_votes,
+               "flow_method": args.flow_method, "rows": rows,
                "markdown": markdown}
-    out = args.json or work / "quality.json"
+    out = args.json or work / f"quality{run_tag(args)}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(payload, indent=1))
     return 0
