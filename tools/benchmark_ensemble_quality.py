@@ -9,7 +9,7 @@ Steps, each skipped when its output exists (a rerun continues where it stopped):
 2. one tiny model per ``--seeds`` seed (``configs/tiny/referformer_tiny_synthetic.yaml``, ``--epochs`` epochs);
 3. inference of each on the held-out split with ``--save_logits`` (PNGs and probability stores);
 4. the recipe of ``build_recipe``: the sources, a vote of the sources, each source propagated by optical flow
-   from its own key frame, a final vote of the sources and their propagated variants;
+   from its own key frame (``--flow_method``), a final vote of the sources and their propagated variants;
    ``tools/ensemble.py`` is run once per round with that round as the final one;
 5. ``tools/evaluate.py --protocol ytvos`` against ``_synthetic_gt`` on every source and every round's output.
 
