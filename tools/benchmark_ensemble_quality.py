@@ -44,9 +44,11 @@ REPO = Path(__file__).resolve().parents[1]
 CONFIG = "configs/tiny/referformer_tiny_synthetic.yaml"
 # The tiny model trains on the synthetic frames at their own size (96 px short side): inference at that size too.
 TEST_SHORT_SIDE = "96"
-# What each --dataset changes: data folder, path option, predicted split, table title.
-DATASETS = {"ytvos": {"path_option": "--ytvos_path", "split": "valid", "title": "Ref-YouTube-VOS"},
-            "mevis": {"path_option": "--mevis_path", "split": "valid_u", "title": "MeViS (valid_u)"}}
+# What each --dataset changes: path option, predicted split, the PNG tree scored (under <inference>/<split>: the
+# ytvos protocol reads <results>/Annotations, the mevis one <results>/<video> directly), table title.
+DATASETS = {"ytvos": {"path_option": "--ytvos_path", "split": "valid", "results": ".", "title": "Ref-YouTube-VOS"},
+            "mevis": {"path_option": "--mevis_path", "split": "valid_u", "results": "Annotations",
+                      "title": "MeViS (valid_u)"}}
 
 
 def source_name(seed: int) -> str:
@@ -223,10 +225,10 @@ def main(argv=None) -> int:
     log = work / "steps.log"
     data = prepare(args, work, log)
     preds = {seed: train_and_infer(args, work, data, seed, log) for seed in args.seeds}
-    rows, split = [], DATASETS[args.dataset]["split"]
+    rows, scored = [], Path(DATASETS[args.dataset]["split"]) / DATASETS[args.dataset]["results"]
     for seed, pred in preds.items():
         rows.append(dict(name=source_name(seed), what=f"tiny model, seed {seed}",
-                         **evaluate(data, pred / split, work / "scores" / f"{source_name(seed)}.json", log)))
+                         **evaluate(data, pred / scored, work / "scores" / f"{source_name(seed)}.json", log)))
     what = {"voted": f"vote of the {len(args.seeds)} sources ({args.min_votes})",
             "final": f"vote of the sources and their propagated variants ({args.min_votes})"}
     for name, annotations in ensemble_rounds(args, work, data, preds, log).items():
