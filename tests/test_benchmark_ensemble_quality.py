@@ -1,15 +1,17 @@
 """The quality benchmark's recipe builder yields a recipe that the ensemble tool accepts and runs end to end."""
 import io
+import json
 
 import numpy as np
 import yaml
 from PIL import Image
 
 from ensemble_world import make_frames, make_meta
+from rvos.datasets.synthetic import make_dataset
 from rvos.ensemble.recipe import load_recipe
 from rvos.ensemble.runner import run_recipe
 from rvos.predict.writers import write_atomic
-from rvos.tools.benchmark_ensemble_quality import build_recipe
+from rvos.tools.benchmark_ensemble_quality import build_recipe, frames_dir, held_out_meta, write_empty_masks
 
 
 def write_npz_store(root, meta, seed):
@@ -50,3 +52,21 @@ def test_built_recipe_is_accepted_and_runs(tmp_path):
                 with Image.open(tmp_path / "out" / "Annotations" / video / exp_id / f"{frame}.png") as image:
                     assert image.size == (entry["size"][1], entry["size"][0])
     assert (tmp_path / "out" / "submission.zip").is_file()
+
+
+def test_mevis_held_out_split_is_valid_u(tmp_path):
+    """On a synthetic MeViS the held-out meta, frames and empty baseline are those of ``valid_u``."""
+    root = make_dataset("mevis", tmp_path / "mevis", seed=0, num_videos=4, num_frames=8)
+    valid_u = json.loads((root / "valid_u" / "meta_expressions.json").read_text())["videos"]
+
+    assert held_out_meta(root)["videos"] == valid_u
+    assert frames_dir(root) == root / "valid_u" / "JPEGImages"
+    empty = write_empty_masks(root, tmp_path / "empty")
+    for video, entry in valid_u.items():
+        with Image.open(root / "valid_u" / "JPEGImages" / video / f"{entry['frames'][0]}.jpg") as frame:
+            size = frame.size
+        for exp_id in entry["expressions"]:
+            for name in entry["frames"]:
+                with Image.open(empty / video / exp_id / f"{name}.png") as image:
+                    assert image.size == size
+                    assert not np.asarray(image).any()
