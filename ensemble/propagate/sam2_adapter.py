@@ -99,10 +99,10 @@ class Sam2Propagator(Propagator):
             state = torch.load(self.checkpoint, map_location="cpu", weights_only=True)
             if not isinstance(state, dict) or "model" not in state:
                 raise ValueError(f"sam2: checkpoint {self.checkpoint} has no 'model' state dict")
-            missing, unexpected = model.load_state_dict(state["model"], strict=False)
-            if missing or unexpected:
-                raise ValueError(f"sam2: checkpoint {self.checkpoint} does not fit config {self.config}: missing "
-                                 f"{sorted(missing)[:5]}, unexpected {sorted(unexpected)[:5]}")
+            try:
+                model.load_state_dict(state["model"])
+            except RuntimeError as err:
+                raise ValueError(f"sam2: checkpoint {self.checkpoint} does not fit config {self.config}: {err}") from err
             self._predictor = model.to(self._torch_device()).eval()
         return self._predictor
 
