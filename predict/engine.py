@@ -15,8 +15,16 @@ bit-identical outputs. Decoding several expressions in one batch is faster on a 
 floating-point rounding (matrix kernels depend on the batch size; captions are padded to the longest),
 so mask logits then differ by about 1e-5 and a pixel whose probability is that close to the threshold
 can flip.
+
+Stopping early (a preemption signal, see ``Stop``): the full model per expression runs expression after expression,
+so a stop ends the video after the expression in flight. Shared mode runs window after window; a stop ends it once
+the decode chunk in flight (``decode_batch`` expressions, one by default) has been carried through the video's
+remaining windows, alone. ``stop`` may add expressions to finish first (the rest of a DAVIS annotator's sequence).
+Expressions left are reported in ``RunOutcome.unfinished``: their partial outputs are not committed, and a rerun
+computes them.
 """
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, field
 from typing import Callable, Dict, Iterator, List, Optional, Sequence, Set, Tuple
 
 import numpy as np
@@ -91,6 +99,61 @@ class NormalizedFrames:
         return normalize_frames(self.video.clip(self.positions[index]).to(self.device, non_blocking=True))
 
 
+Stop = Callable[[Set[int], Set[int]], Optional[Set[int]]]
+"""``stop(finished, in_flight)``, asked by ``run`` between expressions (or decode chunks) with the expressions
+finished so far and those in flight: None to go on, or the expressions to finish before the video ends (the runner
+answers after a preemption signal, adding the other expressions of the output units those belong to)."""
+
+
+def never_stop(finished: Set[int], in_flight: Set[int]) -> Optional[Set[int]]:
+    return None
+
+
+@dataclass
+class RunOutcome:
+    """What ``run`` of a video did not produce: ``failed`` expressions (index -> reason; e.g. a missing key frame) and
+    ``unfinished`` ones (left when ``stop`` ended the video; their outputs so far must not be committed)."""
+
+    failed: Dict[int, str] = field(default_factory=dict)
+    unfinished: Set[int] = field(default_factory=set)
+
+
+class Delivery:
+    """Hands outputs to ``emit`` and counts them in ``progress``: at once, or, for contiguous sub-videos
+    (``plan.video_query``), held until the expression is complete so that one query is chosen for the whole
+    video (``engine.rescore_video`` when the model has it, else the windows' scores averaged)."""
+
+    def __init__(self, engine: "InferenceEngine", video: LoadedVideo, emit: Emit, progress: Callable[[int], None]):
+        self.engine = engine
+        self.num_frames = video.num_frames
+        self.hold = video.plan.video_query
+        self.emit = emit
+        self.progress = progress
+        self.held: Dict[int, List[Tuple[Window, ExpressionOutput]]] = {}
+
+    def add(self, window: Window, exp: int, output: ExpressionOutput) -> None:
+        if self.hold:
+            self.held.setdefault(exp, []).append((window, output.to("cpu")))
+            return
+        self.emit(window, exp, output)
+        self.progress(len(window.positions))
+
+    def complete(self, exp: int) -> None:
+        """Every window of ``exp`` was added: emit what was held for it."""
+        held = self.held.pop(exp, [])
+        if not held:
+            return
+        outputs = [output for _, output in held]
+        if self.engine.rescore_video is not None:
+            query = int(self.engine.rescore_video(outputs, self.num_frames))
+        else:
+            query = best_video_query([output.logits for output in outputs])
+        for window, output in held:
+            output.query = query
+            self.emit(window, exp, output.to(self.engine.device))
+            self.progress(len(window.positions))
+
+
 class InferenceEngine:
     """Runs ``model`` (eval mode, on ``device``) over the windows of videos.
 
@@ -125,54 +188,95 @@ class InferenceEngine:
 
     @torch.inference_mode()
     def run(self, job: VideoJob, video: LoadedVideo, needed: Set[int], emit: Emit,
-            order: Callable[[Sequence[int]], List[int]] = list, progress: Callable[[int], None] = lambda n: None):
+            order: Callable[[Sequence[int]], List[int]] = list, progress: Callable[[int], None] = lambda n: None,
+            stop: Stop = never_stop) -> RunOutcome:
         """Compute the outputs of the ``needed`` expressions (indices into ``job.expressions``) on every
         window of ``video.plan`` and hand each ``(window, expression, ExpressionOutput)`` to ``emit``;
-        ``order`` sorts a window's expressions (e.g. DAVIS annotator by annotator); ``progress`` gets the
-        frames x expressions done."""
-        texts: Dict[Tuple[int, ...], object] = {}
-        held: List[Tuple[Window, int, ExpressionOutput]] = []
-        for window in video.plan.windows:
-            expressions = order([e for e in window.expressions if e in needed])
-            if not expressions:
+        ``order`` sorts expressions (e.g. DAVIS annotator by annotator); ``progress`` gets the frames x
+        expressions done; ``stop`` (see ``Stop``) may end the video early, after the expressions in flight.
+
+        The full model per expression (``per_expression``, video models) runs expression after expression;
+        shared mode runs window after window (a window's visual features serve all its expressions)."""
+        delivery = Delivery(self, video, emit, progress)
+        if self.per_expression or self.segment_video is not None:
+            return self._run_by_expression(job, video, needed, delivery, order, stop)
+        return self._run_by_window(job, video, needed, delivery, order, stop)
+
+    def _run_by_expression(self, job: VideoJob, video: LoadedVideo, needed: Set[int], delivery: "Delivery",
+                           order, stop: Stop) -> RunOutcome:
+        """Each expression over all its windows before the next; ``stop`` is asked after each expression."""
+        expressions = order(sorted(needed))
+        finished: Set[int] = set()
+        to_finish: Optional[Set[int]] = None
+        for exp in expressions:
+            if to_finish is not None and exp not in to_finish:
                 continue
-            for part, exp, output in self._window_outputs(job, video, window, expressions, texts):
-                if video.plan.video_query:
-                    held.append((part, exp, output.to("cpu")))
-                else:
-                    emit(part, exp, output)
-                    progress(len(part.positions))
-        if held:
-            self._emit_with_video_queries(held, video.num_frames, emit, progress)
+            for window in video.plan.windows:
+                if exp in window.expressions:
+                    for part, output in self._expression_outputs(job, video, window, exp):
+                        delivery.add(part, exp, output)
+            delivery.complete(exp)
+            finished.add(exp)
+            if to_finish is None and len(finished) < len(expressions):
+                to_finish = stop(finished, set())
+        return RunOutcome(unfinished=set(expressions) - finished)
 
-    def _emit_with_video_queries(self, held, num_frames: int, emit: Emit, progress):
-        """Contiguous sub-videos: one query per expression for the whole video, then emit every window."""
-        by_expression: Dict[int, List[ExpressionOutput]] = {}
-        for _, exp, output in held:
-            by_expression.setdefault(exp, []).append(output)
-        queries = {}
-        for exp, outputs in by_expression.items():
-            if self.rescore_video is not None:
-                queries[exp] = int(self.rescore_video(outputs, num_frames))
-            else:
-                queries[exp] = best_video_query([o.logits for o in outputs])
-        for window, exp, output in held:
-            output.query = queries[exp]
-            emit(window, exp, output.to(self.device))
-            progress(len(window.positions))
+    def _run_by_window(self, job: VideoJob, video: LoadedVideo, needed: Set[int], delivery: "Delivery", order,
+                       stop: Stop) -> RunOutcome:
+        """Window after window; ``stop`` is asked after each decode chunk. Once it names what to finish, those
+        expressions alone go on through the rest of this window and the remaining windows (each encoded once more
+        for them), and the others are left unfinished."""
+        windows_left = Counter(e for window in video.plan.windows for e in window.expressions if e in needed)
+        finished = {e for e in needed if windows_left[e] == 0}
+        to_finish: Optional[Set[int]] = None
+        texts: Dict[Tuple[int, ...], object] = {}
+        for window in video.plan.windows:
+            pending = order([e for e in window.expressions if e in needed and (to_finish is None or e in to_finish)])
+            if not pending:
+                continue
+            visual, shape, size = self._encode_window(video, window)
+            batch = self.decode_batch if self.decode_batch > 0 else len(pending)
+            while pending:
+                chunk, pending = tuple(pending[:batch]), pending[batch:]
+                for exp, output in self._decode_chunk(job, visual, chunk, texts, shape, size):
+                    delivery.add(window, exp, output)
+                    windows_left[exp] -= 1
+                    if windows_left[exp] == 0:
+                        delivery.complete(exp)
+                        finished.add(exp)
+                if to_finish is None and len(finished) < len(needed):
+                    to_finish = stop(finished, set(chunk))
+                    if to_finish is not None:
+                        to_finish = (to_finish | set(chunk)) & set(needed)
+                        pending = [e for e in pending if e in to_finish]
+        return RunOutcome(unfinished=set(needed) - finished)
 
-    def _window_outputs(self, job: VideoJob, video: LoadedVideo, window: Window, expressions: List[int],
-                        texts: Dict) -> Iterator[Tuple[Window, int, ExpressionOutput]]:
-        """(window or a part of its frames, expression, outputs) for every expression of the window."""
+    def _expression_outputs(self, job: VideoJob, video: LoadedVideo, window: Window, exp: int
+                            ) -> Iterator[Tuple[Window, ExpressionOutput]]:
+        """(window or a part of its frames, outputs) of the full model for one expression."""
         if self.segment_video is not None:
-            yield from self._video_model_outputs(job, video, window, expressions)
+            yield from self._video_model_outputs(job, video, window, exp)
             return
-        for exp, output in self._shared_outputs(job, video, window, expressions, texts):
-            yield window, exp, output
+        samples, shape, size = self._window_input(video, window)
+        target = {"size": size}
+        if window.keep is not None:
+            target["valid_indices"] = torch.tensor([window.keep], device=self.device)
+        with self.autocast():
+            out = self.model(samples, [job.expressions[exp].text], [target])
+        yield window, self._expression_output(out, 0, shape)
 
-    def _video_model_outputs(self, job: VideoJob, video: LoadedVideo, window: Window, expressions: List[int]
-                             ) -> Iterator[Tuple[Window, int, ExpressionOutput]]:
-        """A video model per expression: its outputs per chunk of frames (``segment_video``, e.g. DsHmp)."""
+    def _window_input(self, video: LoadedVideo, window: Window):
+        """The padded model input of a window, the output sizes and the [2] (h, w) size tensor."""
+        clip = normalize_frames(video.clip(window.positions).to(self.device, non_blocking=True))
+        samples = nested_tensor_from_videos_list([clip], size_divisibility=self.size_divisibility)
+        input_size = tuple(clip.shape[-2:])
+        shape = dict(input_size=input_size, padded_size=tuple(samples.tensors.shape[-2:]),
+                     orig_size=video.orig_size)
+        return samples, shape, torch.tensor(input_size, device=self.device)
+
+    def _video_model_outputs(self, job: VideoJob, video: LoadedVideo, window: Window, exp: int
+                             ) -> Iterator[Tuple[Window, ExpressionOutput]]:
+        """A video model for one expression: its outputs per chunk of frames (``segment_video``, e.g. DsHmp)."""
         if window.keep is not None:
             raise ValueError(f"{type(self.model).__name__} segments whole windows; benchmarks that decode one annotated "
                              f"frame of a window (A2D-Sentences, JHMDB-Sentences) are not supported with it")
@@ -181,49 +285,36 @@ class InferenceEngine:
         input_size = tuple(video.frames.shape[-2:])
         shape = dict(input_size=input_size, padded_size=tuple(-(-s // divisor) * divisor for s in input_size),
                      orig_size=video.orig_size)
-        for exp in expressions:
-            with self.autocast():
-                chunks = self.segment_video(clip, job.expressions[exp].text, self.multi_object)
-                for start, end, out in chunks:
-                    logits = out["fg_logits"].float()[None, :, None].expand(end - start, -1, -1)
-                    union = tuple(int(q) for q in out["kept"]) if self.multi_object else None
-                    output = ExpressionOutput(logits, out["masks"].float(), query=int(out["top"]), union=union,
-                                              via_padded=True, **shape)
-                    yield Window(window.positions[start:end], window.expressions, window.keep), exp, output
+        with self.autocast():
+            chunks = self.segment_video(clip, job.expressions[exp].text, self.multi_object)
+            for start, end, out in chunks:
+                logits = out["fg_logits"].float()[None, :, None].expand(end - start, -1, -1)
+                union = tuple(int(q) for q in out["kept"]) if self.multi_object else None
+                output = ExpressionOutput(logits, out["masks"].float(), query=int(out["top"]), union=union,
+                                          via_padded=True, **shape)
+                yield Window(window.positions[start:end], window.expressions, window.keep), output
 
-    def _shared_outputs(self, job: VideoJob, video: LoadedVideo, window: Window, expressions: List[int],
-                        texts: Dict) -> Iterator[Tuple[int, ExpressionOutput]]:
-        clip = normalize_frames(video.clip(window.positions).to(self.device, non_blocking=True))
-        samples = nested_tensor_from_videos_list([clip], size_divisibility=self.size_divisibility)
-        input_size = tuple(clip.shape[-2:])
-        shape = dict(input_size=input_size, padded_size=tuple(samples.tensors.shape[-2:]),
-                     orig_size=video.orig_size)
-        size = torch.tensor(input_size, device=self.device)
-        captions = [job.expressions[e].text for e in expressions]
-        if self.per_expression:
-            for exp, caption in zip(expressions, captions):
-                target = {"size": size}
-                if window.keep is not None:
-                    target["valid_indices"] = torch.tensor([window.keep], device=self.device)
-                with self.autocast():
-                    out = self.model(samples, [caption], [target])
-                yield exp, self._expression_output(out, 0, shape)
-            return
+    def _encode_window(self, video: LoadedVideo, window: Window):
+        """The window's text-independent visual features (its annotated frame only when ``window.keep``), the output
+        sizes and the [2] (h, w) size tensor."""
+        samples, shape, size = self._window_input(video, window)
         with self.autocast():
             visual = self.model.encode_video(samples)
         if window.keep is not None:
             visual = visual.select_frames(torch.tensor([window.keep], device=self.device))
-        batch = self.decode_batch if self.decode_batch > 0 else len(expressions)
-        for start in range(0, len(expressions), batch):
-            chunk = tuple(expressions[start:start + batch])
-            if chunk not in texts:
-                with self.autocast():
-                    texts[chunk] = self.model.encode_text([job.expressions[e].text for e in chunk])
-            features = visual if len(chunk) == 1 else visual.repeat_videos([len(chunk)])
+        return visual, shape, size
+
+    def _decode_chunk(self, job: VideoJob, visual, chunk: Tuple[int, ...], texts: Dict, shape: Dict,
+                      size: torch.Tensor) -> List[Tuple[int, ExpressionOutput]]:
+        """(expression, outputs) of the expressions of ``chunk`` decoded together on ``visual``; ``texts`` caches
+        the text encodings by tuple of expressions."""
+        if chunk not in texts:
             with self.autocast():
-                out = self.model.decode(features, texts[chunk], size[None].repeat(len(chunk), 1))
-            for i, exp in enumerate(chunk):
-                yield exp, self._expression_output(out, i, shape)
+                texts[chunk] = self.model.encode_text([job.expressions[e].text for e in chunk])
+        features = visual if len(chunk) == 1 else visual.repeat_videos([len(chunk)])
+        with self.autocast():
+            out = self.model.decode(features, texts[chunk], size[None].repeat(len(chunk), 1))
+        return [(exp, self._expression_output(out, i, shape)) for i, exp in enumerate(chunk)]
 
     def _expression_output(self, out: Dict, index: int, shape: Dict) -> ExpressionOutput:
         """Row ``index`` of a decode output. With a ``rescore_video`` hook, the other per-expression tensors

@@ -45,7 +45,8 @@ from rvos.datasets.prompt_frames import masked_frame
 from rvos.models.tfvos.model import TFVOS
 from rvos.models.variants import get_variant
 from rvos.predict.base import Benchmark, VideoJob, Window, WindowPlan
-from rvos.predict.engine import AMP_DTYPES, Emit, InferenceEngine, LoadedVideo, normalize_frames
+from rvos.predict.engine import (AMP_DTYPES, Emit, InferenceEngine, LoadedVideo, RunOutcome, Stop, never_stop,
+                                 normalize_frames)
 from rvos.predict.loading import frame_tensor
 from rvos.predict.postprocess import ExpressionOutput
 from rvos.predict.writers import LogitsStore, load_logits
@@ -278,16 +279,31 @@ class Propagator:
         self.autocast = autocast
 
     def run(self, video: LoadedVideo, tracks: Sequence[Track], emit: Callable[[Track, int, ExpressionOutput], None],
-            order: Callable[[Sequence[int]], List[int]] = list) -> None:
-        """Predict every frame of every track in order, handing each output to ``emit(track, position, output)``."""
+            order: Callable[[Sequence[int]], List[int]] = list, stop: Stop = never_stop) -> Set[int]:
+        """Predict every frame of every track in order, handing each output to ``emit(track, position, output)``.
+
+        ``stop`` (as ``InferenceEngine.run``) is asked after each track (``per_expression``) or each decode chunk
+        (shared: the tracks it names then go on alone through both directions). Returns the expressions of the
+        tracks left unfinished."""
+        every = {track.exp for track in tracks}
         if self.per_expression:
+            finished: Set[int] = set()
+            to_finish: Optional[Set[int]] = None
             for track in tracks:
+                if to_finish is not None and track.exp not in to_finish:
+                    continue
                 for direction in DIRECTIONS:
                     self._run_alone(video, track, getattr(track, direction), emit)
-        else:
-            texts: Dict[Tuple[int, ...], object] = {}
-            for direction in DIRECTIONS:
-                self._run_together(video, tracks, direction, emit, order, texts)
+                finished.add(track.exp)
+                if to_finish is None and len(finished) < len(tracks):
+                    to_finish = stop(finished, set())
+            return every - finished
+        texts: Dict[Tuple[int, ...], object] = {}
+        going = every
+        for direction in DIRECTIONS:
+            going = self._run_together(video, [t for t in tracks if t.exp in going], direction, emit, order, texts,
+                                       stop if going == every else never_stop)
+        return every - going
 
     # ---------------------------------------------------------------- inputs
     def _frame_input(self, video: LoadedVideo, position: int) -> Tuple[NestedTensor, Dict, torch.Tensor]:
@@ -322,23 +338,27 @@ class Propagator:
             emit(track, position, output)
 
     def _run_together(self, video: LoadedVideo, tracks: Sequence[Track], direction: str, emit, order,
-                      texts: Dict) -> None:
+                      texts: Dict, stop: Stop) -> Set[int]:
         """One direction for all tracks: frame by frame, the frame's backbone once for every track stepping on it;
-        ``texts`` caches the text encodings by tuple of expressions."""
+        ``texts`` caches the text encodings by tuple of expressions. Returns the expressions that went through the
+        whole direction: all, or those ``stop`` named (nothing is finished before the last direction, so it is
+        asked with an empty ``finished``)."""
         by_exp = {track.exp: track for track in tracks}
         steps = {track.exp: set(getattr(track, direction)) for track in tracks}
         last = {track.exp: (track.key, track.key_mask) for track in tracks}
+        going = set(by_exp)
+        stopped = False
         positions = range(video.num_frames) if direction == "forward" else range(video.num_frames - 1, -1, -1)
         for position in positions:
-            active = order([exp for exp in by_exp if position in steps[exp]])
-            if not active:
+            pending = order([exp for exp in by_exp if exp in going and position in steps[exp]])
+            if not pending:
                 continue
             samples, shape, size = self._frame_input(video, position)
             with self.autocast():
                 visual = self.model.encode_video(samples)
-            batch = self.decode_batch if self.decode_batch > 0 else len(active)
-            for start in range(0, len(active), batch):
-                chunk = tuple(active[start:start + batch])
+            batch = self.decode_batch if self.decode_batch > 0 else len(pending)
+            while pending:
+                chunk, pending = tuple(pending[:batch]), pending[batch:]
                 if chunk not in texts:
                     with self.autocast():
                         texts[chunk] = self.model.encode_text([by_exp[exp].text for exp in chunk])
@@ -350,6 +370,13 @@ class Propagator:
                     output = ExpressionOutput(out["pred_logits"][i].float(), out["pred_masks"][i].float(), **shape)
                     last[exp] = (position, self._mask(output))
                     emit(by_exp[exp], position, output)
+                if not stopped:
+                    answer = stop(set(), set(chunk))
+                    if answer is not None:
+                        stopped = True
+                        going = (answer | set(chunk)) & going
+                        pending = [exp for exp in pending if exp in going]
+        return going
 
 
 # ------------------------------------------------------------------------------------------- the engine
@@ -397,22 +424,27 @@ class KeyFrameEngine:
     @torch.inference_mode()
     def run(self, job: VideoJob, video: LoadedVideo, needed: Set[int], emit: Emit,
             order: Callable[[Sequence[int]], List[int]] = list,
-            progress: Callable[[int], None] = lambda n: None) -> Dict[int, str]:
+            progress: Callable[[int], None] = lambda n: None, stop: Stop = never_stop) -> RunOutcome:
         """Key-frame inference of the ``needed`` expressions of one video; every frame's output goes to ``emit``
-        as a 1-frame window. Returns the expressions that failed on their own, with the reason."""
+        as a 1-frame window. Returns the expressions that failed on their own, with the reason, and those a
+        ``stop`` left unfinished (it is asked during the whole-video pass and the propagation)."""
         expressions = order(sorted(needed))
         failed: Dict[int, str] = {}
         keys = self._listed_key_frames(job, video, expressions, failed)
         whole = None
+        unfinished: Set[int] = set()
         if self.needs_whole_video_pass:
             whole = WholeVideoOutputs()
-            self.engine.run(job, video, {e for e in expressions if e not in failed}, whole.add, order=order)
+            # nothing is finished before its propagation: the whole-video pass asks ``stop`` with an empty set
+            unfinished = self.engine.run(job, video, {e for e in expressions if e not in failed}, whole.add,
+                                         order=order,
+                                         stop=lambda done, in_flight: stop(set(), done | in_flight)).unfinished
             if self.source == FROM_MODEL:
                 keys = {e: score_argmax(whole.scores(e, video.num_frames), f"video {job.name}")
-                        for e in expressions if e not in failed}
+                        for e in expressions if e not in failed and e not in unfinished}
         tracks, given = [], {}
         for exp in expressions:
-            if exp in failed:
+            if exp in failed or exp in unfinished:
                 continue
             try:
                 track, given[exp] = self._track(job, video, exp, keys[exp], whole)
@@ -429,9 +461,10 @@ class KeyFrameEngine:
         for exp, outputs in given.items():
             for position, output in outputs.items():
                 emit_frame(exp, position, output)
-        self.propagator.run(video, tracks, lambda track, position, output: emit_frame(track.exp, position, output),
-                            order)
-        return failed
+        unfinished |= self.propagator.run(video, tracks,
+                                          lambda track, position, output: emit_frame(track.exp, position, output),
+                                          order, stop)
+        return RunOutcome(failed=failed, unfinished=unfinished)
 
     def _listed_key_frames(self, job: VideoJob, video: LoadedVideo, expressions: Sequence[int],
                            failed: Dict[int, str]) -> Dict[int, int]:

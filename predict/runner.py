@@ -10,8 +10,10 @@
   the run exits non-zero. Rerunning after fixing the input computes only what is missing. An engine may
   also report expressions that failed on their own (``run`` returns ``{expression: message}``, e.g. a
   missing key frame): only their outputs are left out.
-- Preemption: SIGTERM or SIGUSR1 lets the video in flight finish (its expressions computed and written), starts no
-  other, writes no zip and returns ``REQUEUE_EXIT_CODE``; rerunning the same command computes the rest.
+- Preemption: SIGTERM or SIGUSR1 lets the expression in flight finish (with the full model per expression; in shared
+  mode the decode chunk in flight, carried through the video's remaining windows; for DAVIS the annotator's sequence
+  in flight) and commits it with the video's other finished units; the rest of the video and the videos after it
+  are left, no zip is written and ``REQUEUE_EXIT_CODE`` is returned; rerunning the same command computes the rest.
 - One progress bar on rank 0 counts the masks (frames x expressions) of all ranks, summed over a
   gloo side group by a background thread every ``PROGRESS_INTERVAL`` seconds.
 """
@@ -24,7 +26,7 @@ import traceback
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from functools import partial
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Set, Tuple
 
 import torch
 import torch.distributed as dist
@@ -238,11 +240,17 @@ class InferenceRunner:
             try:
                 video = loaded.result()
                 output = writer.open(job, item.units, video.frame_names)
-                failed = self.engine.run(job, video, set(item.expressions), output.add,
-                                         order=partial(writer.order, job), progress=counter)
-                if failed:
-                    self._record_expressions(job, failed)
-                    output.drop(failed)
+                outcome = self.engine.run(job, video, set(item.expressions), output.add,
+                                          order=partial(writer.order, job), progress=counter,
+                                          stop=partial(stop_between_units, preemption, item.units))
+                if outcome.failed:
+                    self._record_expressions(job, outcome.failed)
+                    output.drop(outcome.failed)
+                if outcome.unfinished:
+                    left = sorted(job.expressions[e].exp_id for e in outcome.unfinished)
+                    logger.warning("preemption signal: video %s stopped after its expressions in flight; %d left for "
+                                   "the next run: %s", job.name, len(left), ", ".join(left))
+                    output.drop(outcome.unfinished)
                 finalizing.append((job, finalizer.submit(finalize_video, output)))
             except Exception as err:  # one broken video must not stop the others
                 self._record(job, err)
@@ -305,6 +313,17 @@ class InferenceRunner:
             zip_path = write_zip(self.benchmark.submission_entries(jobs), self.benchmark.zip_path())
             logger.info("submission: %s (check it with tools/check_submission.py)", zip_path)
         logger.info("inference finished in %.1f s", seconds)
+
+
+def stop_between_units(preemption: PreemptionSignal, units: Sequence[Unit], finished: Set[int],
+                       in_flight: Set[int]) -> Optional[Set[int]]:
+    """The engine's ``stop`` during a video: None until a preemption signal, then the expressions to finish first:
+    those in flight and the rest of every output unit they or the finished ones belong to (a DAVIS annotator's
+    sequence needs all its expressions; the other benchmarks' units are single expressions)."""
+    if not preemption.requested:
+        return None
+    started = finished | in_flight
+    return in_flight.union(*(unit.expressions for unit in units if started & set(unit.expressions)))
 
 
 def describe_failure(failure: dict) -> str:

@@ -2,7 +2,8 @@
 inference with inference.py from each key-frame source (the model's own whole-video pass, a --save_logits folder,
 a JSON file in either format) and each initial-mask source, which all agree pixel for pixel; shared == per-expression
 mode; a missing key-frame entry or a key frame outside the video fails that expression only, and the rerun completes
-it; a 2-process run equals one process; the MeViS and Ref-DAVIS17 layouts."""
+it; a 2-process run equals one process; the MeViS and Ref-DAVIS17 layouts; a SIGTERM finishes the expression in
+flight."""
 import json
 import subprocess
 import sys
@@ -12,8 +13,10 @@ import numpy as np
 import pytest
 
 from rvos.datasets.synthetic import make_dataset
-from rvos.predict.writers import load_logits
+from rvos.predict.keyframe import WholeVideoOutputs
+from rvos.predict.writers import BinaryMaskOutput, load_logits
 from test_inference_distributed import free_port
+from test_inference_preemption import assert_interrupted_then_resumed
 from test_inference_fixtures import read_pngs, run_inference, torchrun_env
 from train_support import REPO_ROOT, run_checked
 
@@ -134,6 +137,21 @@ def test_shared_mode_equals_per_expression_mode(world, checkpoint, from_model, t
     assert run_inference(argv(world, checkpoint, tmp_path, "--key_frames", "model", "--per_expression",
                               "--save_logits")) == 0
     assert_same_pngs(read_pngs(from_model / "valid"), tmp_path / "valid")
+
+
+@pytest.mark.parametrize("during, mode", [("whole_pass", []), ("propagation", []),
+                                          ("propagation", ["--per_expression"])],
+                         ids=["whole_pass", "propagation", "propagation_per_expression"])
+def test_sigterm_finishes_the_expression_in_flight_and_a_rerun_continues(world, checkpoint, from_model, tmp_path,
+                                                                         monkeypatch, during, mode):
+    """A real SIGTERM during the whole-video pass or the propagation: the expression in flight is propagated to the
+    end and committed alone, exit 124, and the rerun completes with the masks of an uninterrupted run."""
+    expected = read_pngs(from_model / "valid")
+    units = sorted({"/".join(name.split("/")[:2]) for name in expected})
+    output_class = WholeVideoOutputs if during == "whole_pass" else BinaryMaskOutput
+    out = tmp_path / "out"
+    assert_interrupted_then_resumed(argv(world, checkpoint, out, "--key_frames", "model", *mode), out, out / "valid",
+                                    expected, {units[0]}, monkeypatch, output_class=output_class)
 
 
 def test_bad_key_frames_fail_their_expression_only_and_the_rerun_completes(world, checkpoint, whole_video,
