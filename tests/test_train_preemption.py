@@ -1,6 +1,8 @@
-"""Preemption: a 2-process ``torchrun`` (gloo) training sent SIGTERM mid-epoch (twice, the second while it saves)
-stops every rank at the same step, saves, exits with the requeue code, and its ``--resume auto`` ends exactly where
-an uninterrupted run ends."""
+"""Preemption: a 2-process ``torchrun`` (gloo) training sent SIGTERM mid-epoch stops every rank at the same step,
+saves, and its ``--resume auto`` ends exactly where an uninterrupted run ends. Sent to a worker (as SLURM signals
+every process), twice, the second while it saves: every worker exits with the requeue code. Sent to torchrun itself:
+torchrun forwards it to the workers, which save the same way; torchrun then exits 1 with its own traceback (its
+code, not ours: docs/TRAINING.md)."""
 import os
 import re
 import signal
@@ -12,7 +14,7 @@ import pytest
 import torch
 
 import test_train_resume as resume_test
-from rvos.models.checkpoint import read_checkpoint
+from rvos.models.checkpoint import atomic_save, read_checkpoint
 from rvos.util.preemption import REQUEUE_EXIT_CODE, PreemptionSignal, ignore_preemption_signals
 from train_support import REPO_ROOT, run_checked, subprocess_env, tiny_world
 
@@ -29,8 +31,9 @@ def workers_of(pid: int):
     return [int(p) for p in found]
 
 
-def signal_after_first_checkpoint(cmd, checkpoint, timeout: float = 150) -> subprocess.CompletedProcess:
-    """Start ``cmd``; once ``checkpoint`` exists send SIGTERM twice to one worker; return the finished process."""
+def signal_after_first_checkpoint(cmd, checkpoint, target: str, timeout: float = 150) -> subprocess.CompletedProcess:
+    """Start ``cmd``; once ``checkpoint`` exists send SIGTERM to one worker (twice) or to torchrun (once); return the
+    finished process."""
     process = subprocess.Popen(cmd, cwd=REPO_ROOT, env=subprocess_env(1), stdout=subprocess.DEVNULL,
                                stderr=subprocess.PIPE, text=True)
     deadline = time.time() + timeout
@@ -39,10 +42,13 @@ def signal_after_first_checkpoint(cmd, checkpoint, timeout: float = 150) -> subp
             if process.poll() is not None or time.time() > deadline:
                 pytest.fail(f"training exited ({process.returncode}) or timed out before its first checkpoint")
             time.sleep(0.02)
-        worker = workers_of(process.pid)[-1]
-        for _ in range(2):
-            subprocess.run(["kill", "-TERM", str(worker)], check=False)
-            time.sleep(0.05)
+        if target == "worker":
+            worker = workers_of(process.pid)[-1]
+            for _ in range(2):
+                subprocess.run(["kill", "-TERM", str(worker)], check=False)
+                time.sleep(0.05)
+        else:
+            process.send_signal(signal.SIGTERM)
         stderr = process.communicate(timeout=timeout)[1]
     finally:
         if process.poll() is None:
@@ -51,14 +57,28 @@ def signal_after_first_checkpoint(cmd, checkpoint, timeout: float = 150) -> subp
     return subprocess.CompletedProcess(cmd, process.returncode, "", stderr)
 
 
-def test_sigterm_mid_epoch_saves_exits_for_requeue_and_resumes_exactly(tmp_path_factory, tmp_path):
-    world = tiny_world(tmp_path_factory)
-    straight, interrupted = tmp_path / "straight", tmp_path / "interrupted"
-    run_checked(torchrun(world, straight), timeout=240)
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    return tiny_world(tmp_path_factory)
 
-    stopped = signal_after_first_checkpoint(torchrun(world, interrupted), interrupted / "checkpoint.pth")
-    codes = [int(c) for c in re.findall(r"exitcode\s*:\s*(-?\d+)", stopped.stderr)]
-    assert codes and set(codes) == {REQUEUE_EXIT_CODE}, stopped.stderr[-6000:]
+
+@pytest.fixture(scope="module")
+def straight(world, tmp_path_factory):
+    """The checkpoint of an uninterrupted run."""
+    out = tmp_path_factory.mktemp("straight")
+    run_checked(torchrun(world, out), timeout=240)
+    return read_checkpoint(out / "checkpoint.pth")
+
+
+@pytest.mark.parametrize("target", ["worker", "torchrun"])
+def test_sigterm_mid_epoch_saves_exits_for_requeue_and_resumes_exactly(world, straight, tmp_path, target):
+    interrupted = tmp_path / "interrupted"
+    stopped = signal_after_first_checkpoint(torchrun(world, interrupted), interrupted / "checkpoint.pth", target)
+    if target == "worker":
+        codes = [int(c) for c in re.findall(r"exitcode\s*:\s*(-?\d+)", stopped.stderr)]
+        assert codes and set(codes) == {REQUEUE_EXIT_CODE}, stopped.stderr[-6000:]
+    else:
+        assert stopped.returncode == 1 and "SignalException" in stopped.stderr, stopped.stderr[-6000:]
     said = re.findall(rf"preempted \(.*\): state saved, exiting with code {REQUEUE_EXIT_CODE}", stopped.stderr)
     assert len(said) == 2, "both ranks must stop and say so"
     saved = read_checkpoint(interrupted / "checkpoint.pth")
@@ -67,7 +87,7 @@ def test_sigterm_mid_epoch_saves_exits_for_requeue_and_resumes_exactly(tmp_path_
     assert not [p.name for p in interrupted.iterdir() if ".tmp" in p.name], "a temporary file was left behind"
 
     run_checked(torchrun(world, interrupted, "--resume", "auto"), timeout=240)
-    expected, resumed = read_checkpoint(straight / "checkpoint.pth"), read_checkpoint(interrupted / "checkpoint.pth")
+    expected, resumed = straight, read_checkpoint(interrupted / "checkpoint.pth")
     assert (resumed["epoch"], resumed["iteration"], resumed["epoch_finished"]) == (1, int(ITERATIONS), True)
     resume_test.assert_same_tensors(expected["model"], resumed["model"], "model")
     resume_test.assert_same_tensors(expected["optimizer"]["state"], resumed["optimizer"]["state"], "optimizer")
@@ -103,3 +123,33 @@ def test_signals_are_recorded_and_the_handlers_restored():
         os.kill(os.getpid(), signal.SIGTERM)
         assert preemption.received == ("SIGUSR1", "SIGTERM")
     assert signal.getsignal(signal.SIGTERM) is before
+
+
+class SignalsWhilePickled:
+    """Inside a checkpoint: when torch.save pickles it, checks that the temporary file is being written and sends
+    this process SIGTERM, so the signal arrives in the middle of the save."""
+
+    def __init__(self, folder):
+        self.folder = folder
+        self.sent_while_writing = False
+
+    def __reduce__(self):
+        self.sent_while_writing = bool(list(self.folder.glob(".checkpoint.pth.tmp*")))
+        os.kill(os.getpid(), signal.SIGTERM)
+        return (int, (7,))
+
+
+def test_a_second_signal_during_the_save_is_only_recorded(tmp_path):
+    path = tmp_path / "checkpoint.pth"
+    atomic_save({"model": {"w": torch.zeros(3)}}, path)
+    weights = torch.arange(1 << 20, dtype=torch.float32)
+    marker = SignalsWhilePickled(tmp_path)
+    with PreemptionSignal() as preemption:
+        os.kill(os.getpid(), signal.SIGTERM)  # the first signal: the run stops and saves
+        atomic_save({"model": {"w": weights}, "marker": marker, "after": torch.ones(5)}, path)
+        assert preemption.received == ("SIGTERM", "SIGTERM")
+    assert marker.sent_while_writing, "the second signal must arrive while the temporary file is written"
+    saved = torch.load(path, weights_only=False)  # the file this test wrote; the marker reduces to int(7)
+    assert torch.equal(saved["model"]["w"], weights) and saved["marker"] == 7 and torch.equal(saved["after"],
+                                                                                              torch.ones(5))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint.pth"]
