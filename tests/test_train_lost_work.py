@@ -106,3 +106,16 @@ def test_a_stale_lock_is_taken_over_and_killed_saves_are_cleaned(tmp_path_factor
     assert not leftover.exists(), "the temp file of the killed save is still there"
     assert read_checkpoint(out / "checkpoint.pth")["epoch_finished"]
     assert not (out / LOCK_NAME).exists()
+
+
+def test_a_lock_whose_pid_was_reused_is_stale(tmp_path, caplog):
+    """The lock names a running pid (this process) but a different process start: the run that wrote it is gone and
+    its pid was given to another process, so the lock is taken over; with the true start it is refused."""
+    me = {"pid": os.getpid(), "host": socket.gethostname()}
+    (tmp_path / LOCK_NAME).write_text(json.dumps({**me, "started": "an-earlier-boot:12345"}))
+    with caplog.at_level("WARNING"), RunLock(tmp_path):
+        assert json.loads((tmp_path / LOCK_NAME).read_text())["started"] != "an-earlier-boot:12345"
+    assert f"taking over the stale lock of pid {os.getpid()} (now another process on this host)" in caplog.text
+    with RunLock(tmp_path):
+        with pytest.raises(RunLockError, match=rf"pid {os.getpid()} on this host"):
+            RunLock(tmp_path).acquire()
