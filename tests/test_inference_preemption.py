@@ -4,6 +4,7 @@ only the rest, giving the masks of an uninterrupted run. Shared and per-expressi
 window per video), MeViS sub-clips (several windows: the expression in flight is carried through the remaining
 windows alone; interleaved and contiguous), Ref-DAVIS17 (the annotator's sequence in flight is finished). TFVOS
 key-frame inference: test_tfvos_pipeline."""
+import json
 import os
 import signal
 from pathlib import Path
@@ -17,7 +18,7 @@ from rvos.predict.benchmarks.davis import DavisOutput
 from rvos.predict.writers import BinaryMaskOutput
 from rvos.util.preemption import REQUEUE_EXIT_CODE
 from test_bad_files_inference import finished, mtimes, world, ytvos_argv  # noqa: F401 (fixtures)
-from test_inference_fixtures import base_args, read_pngs, run_inference
+from test_inference_fixtures import TINY_CONFIG, base_args, read_pngs, run_inference
 
 
 def signal_at_first_output(monkeypatch, output_class) -> List[Tuple[str, str]]:
@@ -132,3 +133,16 @@ def test_sigterm_on_davis_finishes_the_annotator_sequence_in_flight(world, tmp_p
     out = tmp_path / "out"
     assert_interrupted_then_resumed(argv(out), out, out / "valid", expected, {f"anno_0/{video}"}, monkeypatch,
                                     output_class=DavisOutput)
+
+
+def test_stop_latency_benchmark_tool(tmp_path):
+    from rvos.tools.benchmark_stop_latency import main as benchmark
+
+    result = benchmark(["--config", str(TINY_CONFIG), "--frames", "6", "--sub_video_len", "3", "--short_side", "64",
+                        "--height", "96", "--width", "128", "--modes", "shared", "--json", str(tmp_path / "stop.json")])
+    (row,) = result["rows"]
+    assert (row["rest_exit_code"], row["stop_exit_code"]) == (0, REQUEUE_EXIT_CODE)
+    assert (row["rest_committed"], row["stop_committed"]) == (row["expressions"], 1)
+    assert row["rest_s"] > 0 and row["stop_s"] > 0
+    assert row["stop_over_rest"] == pytest.approx(row["stop_s"] / row["rest_s"], abs=1e-3)
+    assert json.loads((tmp_path / "stop.json").read_text())["rows"] == result["rows"]
