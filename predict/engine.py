@@ -202,7 +202,7 @@ class InferenceEngine:
             return self._run_by_expression(job, video, needed, delivery, order, stop)
         return self._run_by_window(job, video, needed, delivery, order, stop)
 
-    def _run_by_expression(self, job: VideoJob, video: LoadedVideo, needed: Set[int], delivery: "Delivery",
+    def _run_by_expression(self, job: VideoJob, video: LoadedVideo, needed: Set[int], delivery: Delivery,
                            order, stop: Stop) -> RunOutcome:
         """Each expression over all its windows before the next; ``stop`` is asked after each expression."""
         expressions = order(sorted(needed))
@@ -221,7 +221,7 @@ class InferenceEngine:
                 to_finish = stop(finished, set())
         return RunOutcome(unfinished=set(expressions) - finished)
 
-    def _run_by_window(self, job: VideoJob, video: LoadedVideo, needed: Set[int], delivery: "Delivery", order,
+    def _run_by_window(self, job: VideoJob, video: LoadedVideo, needed: Set[int], delivery: Delivery, order,
                        stop: Stop) -> RunOutcome:
         """Window after window; ``stop`` is asked after each decode chunk. Once it names what to finish, those
         expressions alone go on through the rest of this window and the remaining windows (each encoded once more
