@@ -9,6 +9,13 @@
 # <output_dir>/checkpoint.pth when one exists (--resume auto), so re-running the same command after a crash or
 # a preemption picks up where it stopped; pass --resume FILE to choose another checkpoint.
 # Several nodes: set NNODES, NODE_RANK, MASTER_ADDR and MASTER_PORT on every node.
+#
+# Preemption: SIGTERM or SIGUSR1 sent to this script, or to all of its processes (as SLURM does), makes every rank
+# save checkpoint.pth at its next optimiser step and this script exit with 124 (util/preemption.py
+# REQUEUE_EXIT_CODE), whatever torchrun's own status. torchrun runs with both signals ignored and not handled
+# (--signals-to-handle): it would otherwise die of SIGUSR1 or SIGKILL the workers 30 s after a SIGTERM, maybe in the
+# middle of their save; the signal reaches the workers directly, or from this script. The workers take it from their
+# first training step on (a signal during start-up, before any step, is ignored).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ $# -lt 1 ] || [ ! -f "$1" ]; then
@@ -33,4 +40,28 @@ else
     rendezvous=(--standalone)
 fi
 export OMP_NUM_THREADS="${OMP_NUM_THREADS:-4}"
-exec torchrun "${rendezvous[@]}" --nproc_per_node "$nproc" main.py --config "$config" --resume auto "$@"
+REQUEUE_EXIT_CODE=124
+preempted=""
+launcher=""
+forward() {  # $1: the signal; to the workers (torchrun's children), which save and stop
+    preempted="$1"
+    if [ -n "$launcher" ]; then pkill "-$1" -P "$launcher" 2> /dev/null || true; fi
+}
+trap 'forward TERM' TERM
+trap 'forward USR1' USR1
+(
+    trap '' TERM USR1  # inherited as ignored by torchrun; main.py installs its own handlers in the workers
+    exec torchrun --signals-to-handle SIGINT,SIGHUP,SIGQUIT "${rendezvous[@]}" --nproc_per_node "$nproc" \
+        main.py --config "$config" --resume auto "$@"
+) &
+launcher=$!
+status=0
+while true; do  # a trapped signal interrupts wait: wait again until torchrun has exited
+    wait "$launcher" && status=0 || status=$?
+    kill -0 "$launcher" 2> /dev/null || break
+done
+if [ -n "$preempted" ] && [ "$status" -ne 0 ]; then
+    echo "training stopped by SIG$preempted (torchrun status $status): checkpoint.pth holds the stop; exit $REQUEUE_EXIT_CODE" >&2
+    exit "$REQUEUE_EXIT_CODE"
+fi
+exit "$status"

@@ -153,3 +153,47 @@ def test_a_second_signal_during_the_save_is_only_recorded(tmp_path):
     assert torch.equal(saved["model"]["w"], weights) and saved["marker"] == 7 and torch.equal(saved["after"],
                                                                                               torch.ones(5))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint.pth"]
+
+
+@pytest.mark.parametrize("how", ["USR1 to every process", "TERM to the script"])
+def test_train_sh_turns_a_preemption_into_the_requeue_code(world, straight, tmp_path, how):
+    """scripts/train.sh (torchrun, 2 processes) signalled as SLURM does (SIGUSR1 to the whole process group) or by a
+    user (SIGTERM to the script alone): the workers save mid-epoch, the script exits 124 although torchrun exits 1,
+    and the same command then ends exactly where an uninterrupted run ends."""
+    out = tmp_path / "out"
+    options = resume_test.training_command(world, out, "--max_iters_per_epoch", ITERATIONS)[2:]
+    at = options.index("--config")
+    config, options = options[at + 1], options[:at] + options[at + 2:]
+    command = ["bash", str(REPO_ROOT / "scripts" / "train.sh"), config, "2", *options]
+    env = subprocess_env(1)
+    env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env["PATH"]
+    process = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                               text=True, start_new_session=True)
+    deadline = time.time() + 150
+    try:
+        while not (out / "checkpoint.pth").exists():
+            if process.poll() is not None or time.time() > deadline:
+                pytest.fail(f"training exited ({process.returncode}) or timed out before its first checkpoint: "
+                            f"{process.stderr.read()[-3000:] if process.poll() is not None else ''}")
+            time.sleep(0.02)
+        if how == "USR1 to every process":
+            os.killpg(process.pid, signal.SIGUSR1)
+        else:
+            process.send_signal(signal.SIGTERM)
+        stderr = process.communicate(timeout=150)[1]
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+    assert process.returncode == REQUEUE_EXIT_CODE, stderr[-6000:]
+    assert len(re.findall(r"preempted \(SIG(USR1|TERM)\): state saved", stderr)) == 2, stderr[-6000:]
+    saved = read_checkpoint(out / "checkpoint.pth")
+    assert (saved["epoch"], saved["epoch_finished"]) == (0, False) and 1 <= saved["iteration"] < int(ITERATIONS)
+
+    resumed = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=240)
+    assert resumed.returncode == 0, resumed.stderr[-6000:]
+    final = read_checkpoint(out / "checkpoint.pth")
+    assert (final["epoch"], final["iteration"], final["epoch_finished"]) == (1, int(ITERATIONS), True)
+    resume_test.assert_same_tensors(straight["model"], final["model"], "model")
+    resume_test.assert_same_tensors(straight["optimizer"]["state"], final["optimizer"]["state"], "optimizer")
+    assert straight["sampler"] == final["sampler"]
