@@ -18,6 +18,7 @@ and TensorBoard scalars in ``tb/<exp_name>``.
 ``util.preemption.REQUEUE_EXIT_CODE`` (124). docs/TRAINING.md has the recipes.
 """
 import argparse
+import contextlib
 import json
 import logging
 import sys
@@ -219,10 +220,12 @@ def run_evaluation(model, postprocessors, loaders: List[tuple], args, device) ->
 
 
 class Trainer:
-    """Holds the training state of one run and writes its checkpoints and logs."""
+    """Holds the training state of one run and writes its checkpoints and logs; ``preemption``: the active
+    ``PreemptionSignal`` of the run, polled at every optimiser step."""
 
     def __init__(self, args, ctx: DistContext, device: torch.device, model, criterion, postprocessors,
-                 resume: Optional[Path], ckpt: Optional[dict], output_dir: Optional[Path]):
+                 resume: Optional[Path], ckpt: Optional[dict], output_dir: Optional[Path],
+                 preemption: PreemptionSignal):
         self.args, self.ctx, self.device, self.output_dir = args, ctx, device, output_dir
         self.model_without_ddp, self.criterion, self.postprocessors = model, criterion, postprocessors
         self.n_parameters = sum(p.numel() for p in model.parameters() if p.requires_grad)
@@ -265,7 +268,7 @@ class Trainer:
         self.save_every = args.save_every_iters
         self.epoch, self.num_iterations, self.last_saved, self.done = 0, 0, 0, 0
         self.stop_at: Optional[float] = None
-        self.preemption = PreemptionSignal()
+        self.preemption = preemption
         self.preempted = False
         self.meters = Meters()
         self.writer = None
@@ -319,13 +322,12 @@ class Trainer:
         it, with a checkpoint to resume from. SIGTERM or SIGUSR1 (on any rank) stop every rank at the same
         optimiser step, with that checkpoint. Returns the exit status: 0, or ``REQUEUE_EXIT_CODE`` when a
         preemption signal stopped the run before ``--epochs``."""
-        with self.preemption:
-            complete = self.train_epochs(stop_at)
-            if self.preempted and not complete:
-                barrier()  # rank 0 has written the checkpoint before any rank exits (SLURM ends a step at the first)
-                logger.warning("preempted (%s): state saved, exiting with code %d; continue with --resume auto",
-                               ", ".join(self.preemption.received) or "another rank", REQUEUE_EXIT_CODE)
-                return REQUEUE_EXIT_CODE
+        complete = self.train_epochs(stop_at)
+        if self.preempted and not complete:
+            barrier()  # rank 0 has written the checkpoint before any rank exits (SLURM ends a step at the first)
+            logger.warning("preempted (%s): state saved, exiting with code %d; continue with --resume auto",
+                           ", ".join(self.preemption.received) or "another rank", REQUEUE_EXIT_CODE)
+            return REQUEUE_EXIT_CODE
         return 0
 
     def train_epochs(self, stop_at: Optional[float]) -> bool:
@@ -403,8 +405,12 @@ def run(args, ctx: DistContext, stop_at: Optional[float] = None, given: Collecti
     resume = resolve_resume(args, output_dir)
     lock = RunLock(output_dir) if output_dir is not None and not args.eval else None
     take_lock(lock)
+    preemption = PreemptionSignal()
     try:
-        return train_or_evaluate(args, ctx, output_dir, resume, stop_at, given)
+        # training records SIGTERM/SIGUSR1 from its start: one sent during start-up stops it after its first step
+        # (launchers may start the workers with both ignored, scripts/train.sh); --eval keeps their default action
+        with preemption if not args.eval else contextlib.nullcontext():
+            return train_or_evaluate(args, ctx, output_dir, resume, stop_at, given, preemption)
     finally:
         if lock is not None:
             lock.release()
@@ -424,8 +430,8 @@ def take_lock(lock: Optional[RunLock]) -> None:
 
 
 def train_or_evaluate(args, ctx: DistContext, output_dir: Optional[Path], resume: Optional[Path],
-                      stop_at: Optional[float], given: Collection[str]) -> int:
-    """``run`` once the output folder is this run's."""
+                      stop_at: Optional[float], given: Collection[str], preemption: PreemptionSignal) -> int:
+    """``run`` once the output folder is this run's; ``preemption``: the signals recorded since the start."""
     setup_logging(output_dir, ctx.rank)
     if resume is not None or args.pretrained_weights:
         adopt_checkpoint_variant(args, resume if resume is not None else args.pretrained_weights, given)
@@ -448,7 +454,7 @@ def train_or_evaluate(args, ctx: DistContext, output_dir: Optional[Path], resume
                                                               "checkpoint": str(resume)})
         return 0
 
-    trainer = Trainer(args, ctx, device, model, criterion, postprocessors, resume, ckpt, output_dir)
+    trainer = Trainer(args, ctx, device, model, criterion, postprocessors, resume, ckpt, output_dir, preemption)
     del ckpt
     return trainer.fit(stop_at)
 

@@ -14,8 +14,9 @@
 # save checkpoint.pth at its next optimiser step and this script exit with 124 (util/preemption.py
 # REQUEUE_EXIT_CODE), whatever torchrun's own status. torchrun runs with both signals ignored and not handled
 # (--signals-to-handle): it would otherwise die of SIGUSR1 or SIGKILL the workers 30 s after a SIGTERM, maybe in the
-# middle of their save; the signal reaches the workers directly, or from this script. The workers take it from their
-# first training step on (a signal during start-up, before any step, is ignored).
+# middle of their save; the signal reaches the workers directly, or from this script. main.py records it from the
+# start of a training run (one received while it builds the model stops the run after its first step); only a
+# signal in the seconds of the workers' imports, before that, is ignored.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ $# -lt 1 ] || [ ! -f "$1" ]; then

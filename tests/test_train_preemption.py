@@ -197,3 +197,23 @@ def test_train_sh_turns_a_preemption_into_the_requeue_code(world, straight, tmp_
     resume_test.assert_same_tensors(straight["model"], final["model"], "model")
     resume_test.assert_same_tensors(straight["optimizer"]["state"], final["optimizer"]["state"], "optimizer")
     assert straight["sampler"] == final["sampler"]
+
+
+def test_a_signal_during_start_up_stops_after_the_first_step(world, tmp_path, monkeypatch):
+    """SIGTERM while the model is being built (before any step; scripts/train.sh starts the workers with the signal
+    ignored until main.py handles it): the run takes one step, saves it and exits with the requeue code."""
+    from rvos import main as train
+
+    real_build = train.build_model
+
+    def build_then_signalled(args):
+        os.kill(os.getpid(), signal.SIGTERM)  # a real signal, delivered during start-up
+        return real_build(args)
+
+    monkeypatch.setattr(train, "build_model", build_then_signalled)
+    out = tmp_path / "out"
+    options = resume_test.training_command(world, out, "--max_iters_per_epoch", ITERATIONS)[2:]
+    assert train.main(options) == REQUEUE_EXIT_CODE
+    saved = read_checkpoint(out / "checkpoint.pth")
+    assert (saved["epoch"], saved["iteration"], saved["epoch_finished"]) == (0, 1, False)
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
