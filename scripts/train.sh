@@ -15,8 +15,9 @@
 # REQUEUE_EXIT_CODE), whatever torchrun's own status. torchrun runs with both signals ignored and not handled
 # (--signals-to-handle): it would otherwise die of SIGUSR1 or SIGKILL the workers 30 s after a SIGTERM, maybe in the
 # middle of their save; the signal reaches the workers directly, or from this script. main.py records it from the
-# start of a training run (one received while it builds the model stops the run after its first step); only a
-# signal in the seconds of the workers' imports, before that, is ignored.
+# start of a training run (one received while it builds the model stops the run after its first step). A worker
+# still importing, before main.py handles the signal, ignores it: so the script repeats it to the workers every
+# second until torchrun has exited (a repeated signal is only recorded, even during the save).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ $# -lt 1 ] || [ ! -f "$1" ]; then
@@ -44,9 +45,21 @@ export OMP_NUM_THREADS="${OMP_NUM_THREADS:-4}"
 REQUEUE_EXIT_CODE=124
 preempted=""
 launcher=""
+repeater=""
 forward() {  # $1: the signal; to the workers (torchrun's children), which save and stop
     preempted="$1"
-    if [ -n "$launcher" ]; then pkill "-$1" -P "$launcher" 2> /dev/null || true; fi
+    if [ -z "$launcher" ]; then return 0; fi
+    pkill "-$1" -P "$launcher" 2> /dev/null || true
+    if [ -z "$repeater" ]; then
+        (
+            trap '' TERM USR1
+            while kill -0 "$launcher" 2> /dev/null; do
+                sleep 1
+                pkill "-$1" -P "$launcher" 2> /dev/null || true
+            done
+        ) > /dev/null 2>&1 &
+        repeater=$!
+    fi
 }
 trap 'forward TERM' TERM
 trap 'forward USR1' USR1
@@ -56,11 +69,13 @@ trap 'forward USR1' USR1
         main.py --config "$config" --resume auto "$@"
 ) &
 launcher=$!
+if [ -n "$preempted" ]; then forward "$preempted"; fi  # a signal that came before torchrun was started
 status=0
 while true; do  # a trapped signal interrupts wait: wait again until torchrun has exited
     wait "$launcher" && status=0 || status=$?
     kill -0 "$launcher" 2> /dev/null || break
 done
+if [ -n "$repeater" ]; then kill -KILL "$repeater" 2> /dev/null || true; fi
 if [ -n "$preempted" ] && [ "$status" -ne 0 ]; then
     echo "training stopped by SIG$preempted (torchrun status $status): checkpoint.pth holds the stop; exit $REQUEUE_EXIT_CODE" >&2
     exit "$REQUEUE_EXIT_CODE"

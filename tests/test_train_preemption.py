@@ -155,18 +155,30 @@ def test_a_second_signal_during_the_save_is_only_recorded(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint.pth"]
 
 
+def train_sh(world, output_dir, iterations: str):
+    """The command line and environment of scripts/train.sh training the tiny model with 2 processes."""
+    options = resume_test.training_command(world, output_dir, "--max_iters_per_epoch", iterations)[2:]
+    at = options.index("--config")
+    config, options = options[at + 1], options[:at] + options[at + 2:]
+    env = subprocess_env(1)
+    env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env["PATH"]
+    return ["bash", str(REPO_ROOT / "scripts" / "train.sh"), config, "2", *options], env
+
+
+def ignores_sigterm(pid: int) -> bool:
+    """Whether the process ignores SIGTERM now (the SigIgn mask of /proc/PID/status)."""
+    with open(f"/proc/{pid}/status") as status:
+        mask = next(line.split()[1] for line in status if line.startswith("SigIgn:"))
+    return bool(int(mask, 16) >> (signal.SIGTERM - 1) & 1)
+
+
 @pytest.mark.parametrize("how", ["USR1 to every process", "TERM to the script"])
 def test_train_sh_turns_a_preemption_into_the_requeue_code(world, straight, tmp_path, how):
     """scripts/train.sh (torchrun, 2 processes) signalled as SLURM does (SIGUSR1 to the whole process group) or by a
     user (SIGTERM to the script alone): the workers save mid-epoch, the script exits 124 although torchrun exits 1,
     and the same command then ends exactly where an uninterrupted run ends."""
     out = tmp_path / "out"
-    options = resume_test.training_command(world, out, "--max_iters_per_epoch", ITERATIONS)[2:]
-    at = options.index("--config")
-    config, options = options[at + 1], options[:at] + options[at + 2:]
-    command = ["bash", str(REPO_ROOT / "scripts" / "train.sh"), config, "2", *options]
-    env = subprocess_env(1)
-    env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env["PATH"]
+    command, env = train_sh(world, out, ITERATIONS)
     process = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                text=True, start_new_session=True)
     deadline = time.time() + 150
@@ -217,3 +229,35 @@ def test_a_signal_during_start_up_stops_after_the_first_step(world, tmp_path, mo
     saved = read_checkpoint(out / "checkpoint.pth")
     assert (saved["epoch"], saved["iteration"], saved["epoch_finished"]) == (0, 1, False)
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+
+
+def test_train_sh_repeats_a_signal_that_came_before_the_workers_handle_it(world, tmp_path):
+    """SIGTERM to scripts/train.sh while its workers still import (they ignore it until main.py installs its handler):
+    the script repeats the signal until torchrun exits, so the run stops mid-epoch with a checkpoint and exit 124
+    instead of training on as if nothing had been sent."""
+    iterations = 30
+    out = tmp_path / "out"
+    command, env = train_sh(world, out, str(iterations))
+    process = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                               text=True, start_new_session=True)
+    deadline = time.time() + 60
+    try:
+        while True:
+            launcher = workers_of(process.pid)
+            workers = workers_of(launcher[0]) if launcher else []
+            if len(workers) == 2:
+                break
+            if process.poll() is not None or time.time() > deadline:
+                pytest.fail(f"torchrun did not start its two workers ({process.returncode})")
+            time.sleep(0.01)
+        assert all(ignores_sigterm(pid) for pid in workers), "the signal must come before main.py handles it"
+        process.send_signal(signal.SIGTERM)
+        stderr = process.communicate(timeout=240)[1]
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+    assert process.returncode == REQUEUE_EXIT_CODE, stderr[-6000:]
+    assert len(re.findall(r"preempted \(SIGTERM\): state saved", stderr)) == 2, stderr[-6000:]
+    saved = read_checkpoint(out / "checkpoint.pth")
+    assert (saved["epoch"], saved["epoch_finished"]) == (0, False) and 1 <= saved["iteration"] < iterations
