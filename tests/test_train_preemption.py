@@ -172,6 +172,35 @@ def ignores_sigterm(pid: int) -> bool:
     return bool(int(mask, 16) >> (signal.SIGTERM - 1) & 1)
 
 
+def run_train_sh_signalled(command, env, ready, send, timeout: float = 240) -> subprocess.CompletedProcess:
+    """Start scripts/train.sh in a process group of its own, call ``send(process)`` once ``ready(process)`` holds and
+    return the finished process (killed with its group if it outlives ``timeout``)."""
+    process = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                               text=True, start_new_session=True)
+    deadline = time.time() + timeout
+    try:
+        while not ready(process):
+            if process.poll() is not None or time.time() > deadline:
+                pytest.fail(f"training exited ({process.returncode}) or timed out before the signal was due: "
+                            f"{process.stderr.read()[-3000:] if process.poll() is not None else ''}")
+            time.sleep(0.01)
+        send(process)
+        stderr = process.communicate(timeout=timeout)[1]
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+    return subprocess.CompletedProcess(command, process.returncode, "", stderr)
+
+
+def assert_stopped_mid_epoch(result: subprocess.CompletedProcess, output_dir, iterations: int) -> None:
+    """Both workers saved on the preemption signal within the first epoch and the script exited 124."""
+    assert result.returncode == REQUEUE_EXIT_CODE, result.stderr[-6000:]
+    assert len(re.findall(r"preempted \(SIG(USR1|TERM)\): state saved", result.stderr)) == 2, result.stderr[-6000:]
+    saved = read_checkpoint(output_dir / "checkpoint.pth")
+    assert (saved["epoch"], saved["epoch_finished"]) == (0, False) and 1 <= saved["iteration"] < iterations
+
+
 @pytest.mark.parametrize("how", ["USR1 to every process", "TERM to the script"])
 def test_train_sh_turns_a_preemption_into_the_requeue_code(world, straight, tmp_path, how):
     """scripts/train.sh (torchrun, 2 processes) signalled as SLURM does (SIGUSR1 to the whole process group) or by a
@@ -179,28 +208,15 @@ def test_train_sh_turns_a_preemption_into_the_requeue_code(world, straight, tmp_
     and the same command then ends exactly where an uninterrupted run ends."""
     out = tmp_path / "out"
     command, env = train_sh(world, out, ITERATIONS)
-    process = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                               text=True, start_new_session=True)
-    deadline = time.time() + 150
-    try:
-        while not (out / "checkpoint.pth").exists():
-            if process.poll() is not None or time.time() > deadline:
-                pytest.fail(f"training exited ({process.returncode}) or timed out before its first checkpoint: "
-                            f"{process.stderr.read()[-3000:] if process.poll() is not None else ''}")
-            time.sleep(0.02)
+
+    def send(process):
         if how == "USR1 to every process":
             os.killpg(process.pid, signal.SIGUSR1)
         else:
             process.send_signal(signal.SIGTERM)
-        stderr = process.communicate(timeout=150)[1]
-    finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-    assert process.returncode == REQUEUE_EXIT_CODE, stderr[-6000:]
-    assert len(re.findall(r"preempted \(SIG(USR1|TERM)\): state saved", stderr)) == 2, stderr[-6000:]
-    saved = read_checkpoint(out / "checkpoint.pth")
-    assert (saved["epoch"], saved["epoch_finished"]) == (0, False) and 1 <= saved["iteration"] < int(ITERATIONS)
+
+    result = run_train_sh_signalled(command, env, lambda _: (out / "checkpoint.pth").exists(), send)
+    assert_stopped_mid_epoch(result, out, int(ITERATIONS))
 
     resumed = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=240)
     assert resumed.returncode == 0, resumed.stderr[-6000:]
@@ -209,6 +225,26 @@ def test_train_sh_turns_a_preemption_into_the_requeue_code(world, straight, tmp_
     resume_test.assert_same_tensors(straight["model"], final["model"], "model")
     resume_test.assert_same_tensors(straight["optimizer"]["state"], final["optimizer"]["state"], "optimizer")
     assert straight["sampler"] == final["sampler"]
+
+
+def test_train_sh_repeats_a_signal_that_came_before_the_workers_handle_it(world, tmp_path):
+    """SIGTERM to scripts/train.sh while its workers still import (they ignore it until main.py installs its handler):
+    the script repeats the signal until torchrun exits, so the run stops mid-epoch with a checkpoint and exit 124
+    instead of training on as if nothing had been sent."""
+    iterations = 30
+    out = tmp_path / "out"
+    command, env = train_sh(world, out, str(iterations))
+
+    def workers(process):
+        launcher = workers_of(process.pid)
+        return workers_of(launcher[0]) if launcher else []
+
+    def send(process):
+        assert all(ignores_sigterm(pid) for pid in workers(process)), "the signal must come before main.py handles it"
+        process.send_signal(signal.SIGTERM)
+
+    result = run_train_sh_signalled(command, env, lambda process: len(workers(process)) == 2, send)
+    assert_stopped_mid_epoch(result, out, iterations)
 
 
 def test_a_signal_during_start_up_stops_after_the_first_step(world, tmp_path, monkeypatch):
@@ -229,35 +265,3 @@ def test_a_signal_during_start_up_stops_after_the_first_step(world, tmp_path, mo
     saved = read_checkpoint(out / "checkpoint.pth")
     assert (saved["epoch"], saved["iteration"], saved["epoch_finished"]) == (0, 1, False)
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
-
-
-def test_train_sh_repeats_a_signal_that_came_before_the_workers_handle_it(world, tmp_path):
-    """SIGTERM to scripts/train.sh while its workers still import (they ignore it until main.py installs its handler):
-    the script repeats the signal until torchrun exits, so the run stops mid-epoch with a checkpoint and exit 124
-    instead of training on as if nothing had been sent."""
-    iterations = 30
-    out = tmp_path / "out"
-    command, env = train_sh(world, out, str(iterations))
-    process = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                               text=True, start_new_session=True)
-    deadline = time.time() + 60
-    try:
-        while True:
-            launcher = workers_of(process.pid)
-            workers = workers_of(launcher[0]) if launcher else []
-            if len(workers) == 2:
-                break
-            if process.poll() is not None or time.time() > deadline:
-                pytest.fail(f"torchrun did not start its two workers ({process.returncode})")
-            time.sleep(0.01)
-        assert all(ignores_sigterm(pid) for pid in workers), "the signal must come before main.py handles it"
-        process.send_signal(signal.SIGTERM)
-        stderr = process.communicate(timeout=240)[1]
-    finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-    assert process.returncode == REQUEUE_EXIT_CODE, stderr[-6000:]
-    assert len(re.findall(r"preempted \(SIGTERM\): state saved", stderr)) == 2, stderr[-6000:]
-    saved = read_checkpoint(out / "checkpoint.pth")
-    assert (saved["epoch"], saved["epoch_finished"]) == (0, False) and 1 <= saved["iteration"] < iterations
