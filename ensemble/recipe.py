@@ -115,6 +115,25 @@ class _Checker:
             self.fail(line, f"{what} must be a mapping, got {type(value).__name__}")
         return value
 
+    def unique(self, items, line: int, what: str):
+        repeated = sorted({str(item) for item in items if items.count(item) > 1})
+        if repeated:
+            self.fail(line, f"{what} {', '.join(repeated)} is listed more than once (a source would count twice)")
+
+    def min_votes(self, mapping: LineDict, key: str, default, most: Optional[int]):
+        """A vote threshold: "half", "majority" or an int from 1 to ``most`` (the votes a group can have; None when
+        the grouping bounds it only per video)."""
+        value = mapping.get(key, default)
+        line = mapping.lines.get(key, mapping.line)
+        if value in VOTE_THRESHOLDS:
+            return value
+        if not isinstance(value, int) or isinstance(value, bool):
+            self.fail(line, f"{key} {value!r} is neither an int nor one of {', '.join(VOTE_THRESHOLDS)}")
+        if value < 1 or (most is not None and value > most):
+            self.fail(line, f"{key} {value} is outside 1..{most if most is not None else 'the votes of a group'}: "
+                            f"every pixel would be {'foreground' if value < 1 else 'background'}")
+        return value
+
     def choice(self, mapping: LineDict, key: str, choices, default):
         value = mapping.get(key, default)
         if value not in choices:
@@ -147,6 +166,8 @@ def load_recipe(path: Path, root: Optional[Path] = None, output: Optional[Path] 
     if not meta.is_file():
         check.fail(data.lines["meta"], f"meta file {meta} does not exist")
     frames = root / str(data["frames"]) if "frames" in data else None
+    if frames is not None and not frames.is_dir():
+        check.fail(data.lines["frames"], f"frames folder {frames} does not exist")
     if output is None:
         output = Path(str(data.get("output", "ensemble_output")))
     for name, spec in sources.items():
@@ -190,6 +211,7 @@ def _rounds(check: _Checker, data: LineDict, sources: Dict[str, LineDict]) -> Li
             if item not in known:
                 check.fail(spec.lines["inputs"], f"round {name}: unknown input {item!r} "
                            f"(sources and earlier rounds: {', '.join(sorted(known))})")
+        check.unique(inputs, spec.lines["inputs"], f"round {name}: input")
         options = _options(check, spec, op, name, inputs, known)
         key_frame = _key_frame(check, spec, name, known, [r.name for r in rounds])
         rounds.append(RoundSpec(name, op, list(inputs), options, key_frame, spec.line))
@@ -201,9 +223,8 @@ def _options(check: _Checker, spec: LineDict, op: str, name: str, inputs, known)
     line = lambda key: spec.lines.get(key, spec.line)  # noqa: E731
     if op == "vote":
         grouping = check.choice(spec, "grouping", GROUPINGS, "none")
-        min_votes = spec.get("min_votes", "majority")
-        if not (isinstance(min_votes, int) or min_votes in VOTE_THRESHOLDS):
-            check.fail(line("min_votes"), f"min_votes {min_votes!r} is neither an int nor one of {VOTE_THRESHOLDS}")
+        group_size = {"none": 1, "consecutive_pairs": 2}.get(grouping)  # meta_objects: any size
+        min_votes = check.min_votes(spec, "min_votes", "majority", group_size and group_size * len(inputs))
         unpaired = check.mapping(spec.get("unpaired", LineDict()), line("unpaired"), "unpaired")
         check.keys(unpaired, UNPAIRED_KEYS, "unpaired")
         rule = check.choice(unpaired, "rule", UNPAIRED_RULES, "vote")
@@ -211,9 +232,13 @@ def _options(check: _Checker, spec: LineDict, op: str, name: str, inputs, known)
         if rule == "source" and source not in inputs:
             check.fail(unpaired.lines.get("source", unpaired.line), f"unpaired source {source!r} is not an input")
         binarise = check.choice(unpaired, "binarise", UNPAIRED_BINARISE, "own")
-        unpaired_votes = unpaired.get("min_votes", min_votes)
-        if not (isinstance(unpaired_votes, int) or unpaired_votes in VOTE_THRESHOLDS):
-            check.fail(unpaired.lines.get("min_votes", unpaired.line), f"min_votes {unpaired_votes!r} is invalid")
+        if "min_votes" in unpaired:
+            unpaired_votes = check.min_votes(unpaired, "min_votes", None, len(inputs))
+        else:
+            unpaired_votes = min_votes
+            if grouping != "none" and isinstance(min_votes, int) and min_votes > len(inputs):
+                check.fail(line("min_votes"), f"min_votes {min_votes} exceeds the {len(inputs)} votes of an unpaired "
+                                              "expression: give unpaired: {min_votes: ...}")
         return {"grouping": grouping, "min_votes": min_votes,
                 "unpaired": {"rule": rule, "source": source, "binarise": binarise, "min_votes": unpaired_votes}}
     if op == "fuse":
@@ -264,6 +289,7 @@ def _key_frame(check: _Checker, spec: LineDict, name: str, known, earlier_rounds
     for item in inputs:
         if item not in known:
             check.fail(entry.lines["inputs"], f"key_frame input {item!r} is not a source or earlier round")
+    check.unique(inputs, entry.lines["inputs"], "key_frame input")
     if rule == "argmax" and len(inputs) != 1:
         check.fail(entry.lines["inputs"], "key_frame rule argmax takes one input")
     return KeyFrameSpec(rule, list(inputs))

@@ -11,7 +11,7 @@ from PIL import Image
 from rvos.ensemble.operators import (binarise, group_expressions, iou_gated_average, select_key_frame,
                                      sigmoid_quirk_binarise, vote)
 from rvos.ensemble.recipe import Recipe, RecipeError, RoundSpec
-from rvos.ensemble.sources import ExpressionPrediction, MissingPrediction, Source, build_source
+from rvos.ensemble.sources import ExpressionPrediction, MissingPrediction, Source, SourceError, build_source
 
 logger = logging.getLogger(__name__)
 
@@ -64,6 +64,7 @@ class VideoFusion:
         for name in self.recipe.sources:
             if name in needed:
                 available[name] = self._source(name, video, meta_video, notes)
+        self._check_sizes(available, video)
         for spec in self.recipe.rounds:
             inputs = {name: available[name] for name in spec.inputs}
             if spec.key_frame is not None:
@@ -73,6 +74,19 @@ class VideoFusion:
                 break
         final = available[self.recipe.final]
         return VideoResult({e: binarise(final[e].probs) for e in exp_ids}, key_frames, notes)
+
+    def _check_sizes(self, loaded: Dict[str, Predictions], video: str) -> None:
+        """Every source's masks of the video have one [T, H, W] shape (a source at another resolution is an error
+        naming both files)."""
+        first = None
+        for name, predictions in loaded.items():
+            for exp_id, entry in predictions.items():
+                where = f"source {name} ({self.sources[name].entry_path(video, exp_id)})"
+                if first is None:
+                    first = (where, entry.probs.shape)
+                elif entry.probs.shape != first[1]:
+                    raise SourceError(f"video {video}: {where} has masks of shape {list(entry.probs.shape)} "
+                                      f"([T, H, W]), {first[0]} has {list(first[1])}")
 
     def _key_frames(self, spec: RoundSpec, available, key_frames, exp_ids, video) -> Dict[str, int]:
         if spec.key_frame.from_round is not None:

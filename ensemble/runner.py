@@ -2,8 +2,9 @@
 
 Per video, ``<output>/Annotations/<video>/`` is written under its partial folder (``rvos.predict.writers``) and
 renamed when whole, after its record ``<output>/videos/<video>.json`` (key frames, abstentions, the recipe's
-digest). A rerun skips the videos whose folder and record both exist, the record from the same recipe (sources,
-rounds and final round; a changed recipe redoes every video). A failed video is logged, listed in
+digest). A rerun skips the videos whose record comes from the same recipe (sources, rounds and final round; a
+changed recipe redoes every video) and whose folder holds every PNG, each whole (a deleted or damaged PNG redoes
+its video). A failed video is logged, listed in
 ``failures.json`` and skipped; the run then ends without the zip and returns the failures. When every video is
 done: ``key_frames.json``, the submission zip and (when the recipe names the frames) its check.
 """
@@ -23,7 +24,8 @@ from rvos.ensemble.recipe import Recipe
 from rvos.ensemble.rounds import VideoFusion
 from rvos.ensemble.sources import MissingPrediction, SourceError
 from rvos.predict.submission import check_submission, SubmissionEntry, write_zip
-from rvos.predict.writers import commit_dir, fresh_partial_dir, save_binary_png, write_json_atomic
+from rvos.predict.writers import (commit_dir, folder_complete, fresh_partial_dir, save_binary_png,
+                                 write_json_atomic)
 
 logger = logging.getLogger(__name__)
 
@@ -55,15 +57,19 @@ def recipe_digest(recipe: Recipe) -> str:
     return hashlib.sha256(json.dumps(content, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def video_done(output: Path, video: str, digest: str) -> bool:
-    """Whether the video's folder is committed and its record was written by a recipe with this digest."""
+def video_done(output: Path, video: str, meta_video: dict, digest: str) -> bool:
+    """Whether the video's record was written by a recipe with this digest and its folder holds every expression's
+    PNGs, each whole (a deleted or damaged PNG redoes the video, with a warning naming it)."""
     record = output / "videos" / f"{video}.json"
-    if not (output / "Annotations" / video).is_dir() or not record.is_file():
+    if not record.is_file():
         return False
     try:
-        return json.loads(record.read_text()).get("recipe_digest") == digest
+        if json.loads(record.read_text()).get("recipe_digest") != digest:
+            return False
     except ValueError:
         return False
+    names = [f"{frame}.png" for frame in meta_video["frames"]]
+    return all(folder_complete(output / "Annotations" / video / exp_id, names) for exp_id in meta_video["expressions"])
 
 
 def key_frame_round(recipe: Recipe) -> Optional[str]:
@@ -114,7 +120,7 @@ def run_recipe(recipe: Recipe, workers: int = 1, progress: bool = True) -> RunRe
     output = recipe.output
     output.mkdir(parents=True, exist_ok=True)
     digest = recipe_digest(recipe)
-    todo = [v for v in videos if not video_done(output, v, digest)]
+    todo = [v for v in videos if not video_done(output, v, meta[v], digest)]
     if len(todo) < len(videos):
         logger.info("%d of %d videos are done already: skipped", len(videos) - len(todo), len(videos))
     failures: Dict[str, str] = {}

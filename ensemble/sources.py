@@ -16,6 +16,7 @@ Formats:
   255, the I23 ``read_mask`` rule); no scores.
 """
 import logging
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
@@ -71,6 +72,10 @@ class Source:
 
     def load_video(self, video: str, meta_video: dict) -> Dict[str, ExpressionPrediction]:
         raise NotImplementedError
+
+    def entry_path(self, video: str, exp_id: str) -> Path:
+        """The file (or folder) that holds one expression of one video, for messages."""
+        return self.path
 
     def missing_video(self, video: str) -> "MissingPrediction":
         return MissingPrediction(f"source {self.name} ({self.path}) has no video {video}")
@@ -136,6 +141,9 @@ class PthSource(Source):
             self._index = index
         return self._index
 
+    def entry_path(self, video, exp_id):
+        return self.index().get(video, self.path)
+
     def load_video(self, video, meta_video):
         index = self.index()
         if video not in index:
@@ -165,6 +173,9 @@ class PthSource(Source):
 class NpzSource(Source):
     """Our ``--save_logits`` store: ``<path>/<video>/<exp_id>.npz`` (float16 stride-4 probabilities)."""
 
+    def entry_path(self, video, exp_id):
+        return self.path / video / f"{exp_id}.npz"
+
     def load_video(self, video, meta_video):
         folder = self.video_folder(video)
         out = {}
@@ -172,13 +183,7 @@ class NpzSource(Source):
             path = folder / f"{exp_id}.npz"
             if not path.is_file():
                 continue
-            try:
-                data = load_logits(path)
-                probs, scores = data["mask_probs"], data["frame_scores"]
-                frames = [str(f) for f in data["frames"]]
-                height, width = (int(v) for v in data["orig_size"])
-            except (OSError, KeyError, ValueError) as err:
-                raise SourceError(f"source {self.name}: cannot read {path}: {err!r}") from err
+            probs, scores, frames, (height, width) = self._read(path)
             missing = [f for f in meta_video["frames"] if f not in frames]
             if missing:
                 raise MissingPrediction(f"source {self.name} ({path}) lacks frames {missing[:5]}")
@@ -186,6 +191,20 @@ class NpzSource(Source):
             out[exp_id] = ExpressionPrediction(upsample_probabilities(probs[order], (height, width)),
                                                scores[order].astype(np.float64), "probabilities")
         return out
+
+    def _read(self, path: Path):
+        """(probs [T, h, w], scores [T], frame names, (H, W)) of one file, its arrays consistent with each other."""
+        try:
+            data = load_logits(path)
+            probs, scores = data["mask_probs"], data["frame_scores"]
+            frames = [str(f) for f in data["frames"]]
+            height, width = (int(v) for v in data["orig_size"])
+        except (OSError, KeyError, ValueError, TypeError, EOFError, zipfile.BadZipFile) as err:
+            raise SourceError(f"source {self.name}: cannot read {path}: {err!r}") from err
+        if probs.ndim != 3 or probs.shape[0] != len(frames) or scores.shape != (len(frames),):
+            raise SourceError(f"source {self.name}: {path} is inconsistent: mask_probs {list(probs.shape)} and "
+                              f"frame_scores {list(scores.shape)} for {len(frames)} frames")
+        return probs, scores, frames, (height, width)
 
 
 def upsample_probabilities(probs: np.ndarray, size: Sequence[int]) -> np.ndarray:
@@ -209,6 +228,9 @@ def read_binary_png(path: Path) -> np.ndarray:
 class PngSource(Source):
     """An ``Annotations/<video>/<exp_id>/<frame>.png`` tree of binary masks; frames read by meta frame name."""
 
+    def entry_path(self, video, exp_id):
+        return self.path / video / exp_id
+
     def load_video(self, video, meta_video):
         folder = self.video_folder(video)
         out = {}
@@ -222,6 +244,9 @@ class PngSource(Source):
                 if not path.exists():
                     raise MissingPrediction(f"source {self.name} lacks {path}")
                 masks.append(read_binary_png(path))
+                if masks[-1].shape != masks[0].shape:
+                    raise SourceError(f"source {self.name}: {path} is {masks[-1].shape[1]}x{masks[-1].shape[0]}, "
+                                      f"the first frame of {exp_dir} is {masks[0].shape[1]}x{masks[0].shape[0]}")
             out[exp_id] = ExpressionPrediction(np.stack(masks).astype(np.float32), None, "binary")
         return out
 

@@ -150,8 +150,9 @@ class LogitsStore:
 
 
 def load_logits(path: Path) -> Dict[str, np.ndarray]:
-    """Read one ``--save_logits`` file (see ``LogitsStore``) into a dict of arrays."""
-    with np.load(path, allow_pickle=False) as data:
+    """Read one ``--save_logits`` file (see ``LogitsStore``) into a dict of arrays (the file is closed on every
+    outcome: ``np.load`` given a path leaves it open when the zip is damaged)."""
+    with open(path, "rb") as handle, np.load(handle, allow_pickle=False) as data:
         return {key: data[key] for key in data.files}
 
 

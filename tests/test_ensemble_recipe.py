@@ -30,6 +30,12 @@ def world(tmp_path_factory):
     ("    grouping: consecutive_pairs", "    grouping: pairs", "grouping: pairs", "grouping 'pairs'"),
     ("    key_frame: {rule: product, inputs: [a, b, c]}", "    key_frame: {rule: best, inputs: [a, b, c]}",
      "rule: best", "rule 'best'"),
+    ("    min_votes: majority", "    min_votes: 4", "min_votes: 4", "min_votes 4 is outside 1..3"),
+    ("    min_votes: half", "    min_votes: 0", "min_votes: 0", "min_votes 0 is outside 1..6"),
+    ("    min_votes: half", "    min_votes: 5", "min_votes: 5", "exceeds the 3 votes of an unpaired expression"),
+    ("    inputs: [first, d, a]", "    inputs: [first, d, d]", "[first, d, d]", "input d is listed more than once"),
+    ("inputs: [a, b, c]}", "inputs: [a, a, c]}", "inputs: [a, a, c]}", "key_frame input a is listed more than once"),
+    ("frames: frames", "frames: nonexistent", "frames: nonexistent", "frames folder"),
 ])
 def test_mistake_names_file_and_line_before_any_work(world, tmp_path, old, new, needle, message):
     text = RECIPE.replace(old, new)

@@ -170,3 +170,65 @@ def test_rerun_skips_finished_videos_of_the_same_recipe_only(world, tmp_path):
     assert run(root, out).done_before == 5
     (root / "recipe.yaml").write_text(RECIPE.replace("min_votes: majority", "min_votes: 1"))
     assert run(root, out).done_before == 0
+
+
+def test_a_source_at_another_size_fails_its_video_only(world, tmp_path):
+    """Every mask of one expression of the PNG source d at half size: that video fails naming d's folder and both
+    shapes; the others are written; once fixed, the rerun does that video only."""
+    root, meta = world
+    folder = root / "d/v01/0"
+    originals = {png: png.read_bytes() for png in folder.iterdir()}
+    for png in originals:
+        with Image.open(png) as image:
+            image.resize((image.width // 2, image.height // 2), Image.NEAREST).save(png)
+    report = run(root, tmp_path / "out")
+    assert list(report.failures) == ["v01"], report.failures
+    message = report.failures["v01"]
+    h, w = meta["v01"]["size"]
+    assert f"source d ({folder})" in message and f"[3, {h // 2}, {w // 2}]" in message and f"[3, {h}, {w}]" in message
+    assert sorted(p.name for p in (tmp_path / "out/Annotations").iterdir()) == ["v00", "v02", "v03", "v04"]
+    for png, data in originals.items():
+        png.write_bytes(data)
+    report = run(root, tmp_path / "out")
+    assert report.failures == {} and report.done_before == 4
+
+
+def test_a_damaged_npz_source_fails_its_video_only(world, tmp_path):
+    """A --save_logits store with one truncated file: that video fails with the file named (before, the whole run
+    stopped on a BadZipFile); the other videos are written."""
+    root, meta = world
+    rng = np.random.default_rng(7)
+    for video, entry in meta.items():
+        frames = entry["frames"]
+        for exp_id in entry["expressions"]:
+            path = root / "e" / video / f"{exp_id}.npz"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            np.savez_compressed(path, mask_probs=rng.random((len(frames), 3, 4)).astype(np.float16),
+                                frame_scores=rng.random(len(frames)).astype(np.float32), frames=np.array(frames),
+                                orig_size=np.array(entry["size"]), input_size=np.array([12, 16]),
+                                format_version=np.array(1))
+    damaged = root / "e/v03/0.npz"
+    damaged.write_bytes(damaged.read_bytes()[:-30])
+    (root / "npz.yaml").write_text("meta: meta.json\nsources:\n  a: {type: pth, path: a.pth}\n"
+                                   "  e: {type: npz, path: e}\nrounds:\n  - {name: both, op: vote, inputs: [a, e], "
+                                   "min_votes: 1}\n")
+    report = run_recipe(load_recipe(root / "npz.yaml", output=tmp_path / "out"), progress=False)
+    assert list(report.failures) == ["v03"] and f"cannot read {damaged}" in report.failures["v03"]
+    assert sorted(p.name for p in (tmp_path / "out/Annotations").iterdir()) == ["v00", "v01", "v02", "v04"]
+
+
+def test_a_deleted_or_damaged_output_png_redoes_its_video(world, tmp_path, caplog):
+    """A finished video is recognised by its PNGs, each whole, not by its folder: a deleted PNG and a truncated one
+    redo their videos (which used to fail at the zip on every rerun, or be zipped truncated)."""
+    root, _ = world
+    out = tmp_path / "out"
+    run(root, out)
+    whole = outputs(out)
+    (out / "Annotations/v01/0/00005.png").unlink()
+    damaged = out / "Annotations/v03/0/00000.png"
+    damaged.write_bytes(damaged.read_bytes()[:-12])
+    with caplog.at_level("WARNING"):
+        report = run(root, out)
+    assert report.failures == {} and report.done_before == 3
+    assert f"{damaged} is damaged" in caplog.text
+    assert outputs(out) == whole

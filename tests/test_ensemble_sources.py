@@ -100,3 +100,33 @@ def test_pth_legacy_format_is_read_whole(tmp_path):
     for video in meta:
         for exp_id, entry in old.load_video(video, meta[video]).items():
             np.testing.assert_array_equal(entry.probs, new.load_video(video, meta[video])[exp_id].probs)
+
+
+def write_npz(path, probs, scores, frames, orig_size=(8, 8)):
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, mask_probs=probs, frame_scores=scores, frames=np.array(frames),
+                        orig_size=np.array(orig_size), input_size=np.array(probs.shape[1:]), format_version=np.array(1))
+    write_atomic(path, buffer.getvalue())
+
+
+def test_damaged_or_inconsistent_npz_is_a_source_error_naming_the_file(tmp_path):
+    meta = {"frames": ["a", "b"], "expressions": {"0": {}}}
+    path = tmp_path / "store/vid/0.npz"
+    write_npz(path, np.full((2, 4, 4), 0.75, np.float16), np.ones(2, np.float32), ["a", "b"])
+    assert NpzSource("n", tmp_path / "store").load_video("vid", meta)["0"].probs.shape == (2, 8, 8)
+    path.write_bytes(path.read_bytes()[:-40])
+    with pytest.raises(SourceError, match=f"cannot read {path}"):
+        NpzSource("n", tmp_path / "store").load_video("vid", meta)
+    write_npz(path, np.full((1, 4, 4), 0.75, np.float16), np.ones(2, np.float32), ["a", "b"])
+    with pytest.raises(SourceError, match=rf"{path} is inconsistent: mask_probs \[1, 4, 4\]"):
+        NpzSource("n", tmp_path / "store").load_video("vid", meta)
+
+
+def test_png_frame_of_another_size_is_named(tmp_path):
+    meta = {"frames": ["00000", "00005"], "expressions": {"0": {}}}
+    folder = tmp_path / "tree/vid/0"
+    folder.mkdir(parents=True)
+    save_binary_png(folder / "00000.png", np.eye(4, dtype=bool))
+    save_binary_png(folder / "00005.png", np.eye(6, dtype=bool))
+    with pytest.raises(SourceError, match=f"{folder / '00005.png'} is 6x6, the first frame of {folder} is 4x4"):
+        PngSource("p", tmp_path / "tree").load_video("vid", meta)

@@ -119,3 +119,12 @@ def test_mevis_zip_has_videos_at_the_root(tmp_path):
     assert check_main([str(zip_path), "--dataset_file", "mevis", "--mevis_path", str(root)]) == 0
     prefixed = write_variant(tmp_path / "prefixed.zip", {f"Annotations/{k}": v for k, v in read_zip(zip_path).items()})
     assert check_main([str(prefixed), "--dataset_file", "mevis", "--mevis_path", str(root)]) == 1
+
+
+def test_truncated_png_is_named(ytvos, tmp_path):
+    """A PNG cut after its image data still decodes; its missing end chunk is found and the file named."""
+    files = read_zip(ytvos[3])
+    name = sorted(files)[1]
+    files[name] = files[name][:-12]
+    problems = problems_of(ytvos, files, tmp_path)
+    assert len(problems) == 1 and problems[0].startswith(f"{name}: unreadable PNG"), problems
