@@ -14,6 +14,7 @@ import logging
 import os
 import shutil
 import struct
+import zipfile
 from concurrent.futures import Executor, Future
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence
@@ -85,6 +86,17 @@ def png_problem(path: Path) -> Optional[str]:
     except (OSError, SyntaxError, ValueError, struct.error) as err:
         return str(err) or type(err).__name__
     return None
+
+
+def npz_problem(path: Path) -> Optional[str]:
+    """Why a ``--save_logits`` file is not whole (None when it is): every member of the zip is read and its CRC
+    checked (``ZipFile.testzip``), so a truncated or damaged file is found without building its arrays."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            bad = archive.testzip()
+    except (OSError, zipfile.BadZipFile, EOFError) as err:
+        return str(err) or type(err).__name__
+    return None if bad is None else f"member {bad} fails its CRC"
 
 
 def folder_complete(folder: Path, file_names: Sequence[str]) -> bool:
@@ -234,7 +246,15 @@ class PredictionWriter:
     def logits_complete(self, job: VideoJob, unit: Unit) -> bool:
         if self.logits_root is None:
             return True
-        return all(LogitsStore.path(self.logits_root, job, exp).is_file() for exp in unit.expressions)
+        for exp in unit.expressions:
+            path = LogitsStore.path(self.logits_root, job, exp)
+            if not path.is_file():
+                return False
+            problem = npz_problem(path)
+            if problem is not None:
+                logger.warning("%s is damaged (%s): its expression is computed again", path, problem)
+                return False
+        return True
 
     def order(self, job: VideoJob, expressions: Sequence[int]) -> List[int]:
         """The order in which a window's expressions are computed."""

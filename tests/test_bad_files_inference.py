@@ -12,7 +12,7 @@ from rvos.datasets.synthetic import make_dataset
 from rvos.models.text_encoder import TextEncoderFileError
 from rvos.predict.benchmarks.ytvos import YTVOSBenchmark
 from rvos.predict.submission import check_submission
-from rvos.predict.writers import png_problem
+from rvos.predict.writers import load_logits, npz_problem, png_problem
 from test_inference_fixtures import base_args, read_pngs, run_inference, write_checkpoint, write_text_encoder
 from test_write_failures import run_child
 
@@ -60,6 +60,24 @@ def test_a_truncated_png_in_a_finished_unit_is_found_and_redone(world, finished,
     assert redone == set(unit.glob("*.png"))  # only the damaged unit was computed again
     assert f"{damaged} is damaged (" in (out / "inference.log").read_text()
     assert check_submission(out / "submission_ytvos_valid.zip", _entries(world, finished)) == []
+
+
+def test_a_truncated_save_logits_file_is_found_and_redone(world, tmp_path):
+    """A ``--save_logits`` npz cut short (a kill or a full disk during an older writer) was taken as done by its
+    name; it is verified like the PNGs, reported and computed again, and nothing else is."""
+    out = tmp_path / "out"
+    assert run_inference(ytvos_argv(world, out) + ["--save_logits"]) == 0
+    stores = sorted((out / "valid" / "logits").rglob("*.npz"))
+    expected = {p: load_logits(p) for p in stores}
+    damaged = stores[1]
+    damaged.write_bytes(damaged.read_bytes()[:-50])
+    assert npz_problem(damaged) is not None
+    before = {p: p.stat().st_mtime_ns for p in stores}
+    assert run_inference(ytvos_argv(world, out) + ["--save_logits"]) == 0
+    assert npz_problem(damaged) is None
+    assert all(np.array_equal(load_logits(p)[key], expected[p][key]) for p in stores for key in expected[p])
+    assert [p for p in stores if p.stat().st_mtime_ns != before[p]] == [damaged]
+    assert f"{damaged} is damaged (" in (out / "inference.log").read_text()
 
 
 def _entries(world, out):
