@@ -28,8 +28,9 @@ def score_expression(gt_dir: Path, pred_dir: Path, frames: Iterable[str], bound_
 
 
 def evaluate_expression_folders(meta_path: Path, gt_root: Path, pred_root: Path,
-                                videos: Optional[Iterable[str]] = None) -> Dict:
-    """Score every expression of ``meta_path`` (a meta_expressions.json) whose video has ground truth.
+                                videos: Optional[Iterable[str]] = None, bound_th: float = DEFAULT_BOUND_TH) -> Dict:
+    """Score every expression of ``meta_path`` (a meta_expressions.json) whose video has ground truth (``bound_th``:
+    the boundary F tolerance, a fraction of the diagonal if < 1, else pixels).
 
     Returns ``{"J&F", "J", "F", "n_expressions", "per_expression": {"<video>/<exp_id>": [J, F]}}``. A missing
     prediction PNG raises PredictionError naming it.
@@ -37,19 +38,24 @@ def evaluate_expression_folders(meta_path: Path, gt_root: Path, pred_root: Path,
     meta = read_json(Path(meta_path))["videos"]
     selected = set(videos) if videos is not None else None
     per_expression = {}
+    without_gt = []
     for video, entry in meta.items():
         if selected is not None and video not in selected:
             continue
         if not (Path(gt_root) / video).is_dir():
+            without_gt.append(video)
             continue
         for exp_id in entry["expressions"]:
             pred_dir = Path(pred_root) / video / exp_id
             if not pred_dir.is_dir():
                 raise PredictionError(f"prediction folder not found: {pred_dir}")
             per_expression[f"{video}/{exp_id}"] = list(score_expression(Path(gt_root) / video / exp_id, pred_dir,
-                                                                        entry["frames"]))
+                                                                        entry["frames"], bound_th))
     if not per_expression:
         raise ValueError(f"no expression of {meta_path} has ground truth under {gt_root}")
+    if without_gt:
+        logger.info("%d videos of %s have no ground-truth folder under %s, not scored (e.g. %s)", len(without_gt),
+                    meta_path, gt_root, ", ".join(without_gt[:3]))
     return summarise(per_expression, title=f"{pred_root}")
 
 

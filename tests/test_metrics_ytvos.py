@@ -61,3 +61,22 @@ def test_cli_protocol_ytvos(ytvos, tmp_path):
                     "--output", str(out)])
     assert results["J&F"] == pytest.approx(1.0)
     assert out.is_file()
+
+
+def test_cli_protocol_ytvos_passes_the_boundary_tolerance(ytvos, tmp_path):
+    """Predictions shifted by 3 pixels: a wider --bound-th raises F, and the CLI's F equals the function's at that
+    tolerance (the option used to be ignored for this protocol)."""
+    from rvos.tools.evaluate import main
+    root, gt, meta = ytvos
+    pred = tmp_path / "pred"
+    shutil.copytree(gt, pred)
+    for png in pred.rglob("*.png"):
+        with Image.open(png) as image:
+            shifted = np.roll(np.array(image), 3, axis=1)
+        Image.fromarray(shifted).save(png)
+    default = main(["--protocol", "ytvos", "--meta", str(meta), "--gt", str(gt), "--results", str(pred)])
+    wide = main(["--protocol", "ytvos", "--meta", str(meta), "--gt", str(gt), "--results", str(pred),
+                 "--bound-th", "10"])
+    assert wide["F"] > default["F"]
+    assert wide["F"] == evaluate_expression_folders(meta, gt, pred, bound_th=10)["F"]
+    assert default["F"] == evaluate_expression_folders(meta, gt, pred)["F"]

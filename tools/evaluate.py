@@ -121,7 +121,7 @@ def run(args: argparse.Namespace) -> dict:
         return evaluate_mevis(args.meta, args.mask_dict, args.results, workers=args.workers,
                               drop_broken_expressions=args.drop_broken_expressions, bound_th=args.bound_th)
     if args.protocol == "ytvos":
-        return evaluate_expression_folders(args.meta, args.gt, args.results)
+        return evaluate_expression_folders(args.meta, args.gt, args.results, bound_th=args.bound_th)
     gt = args.gt / GT_FILE_NAMES[args.protocol] if args.gt.is_dir() else args.gt
     return evaluate_referring_segmentation(gt, args.predictions, top1_only_map=args.map_top1_only)
 
