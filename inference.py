@@ -90,7 +90,7 @@ def _unambiguous(argv: Optional[List[str]]) -> List[str]:
 
 def main(argv: Optional[List[str]] = None) -> int:
     argv = _unambiguous(argv)
-    args = opts.parse_args(argv, build_parser())
+    args = opts.parse_args_or_exit(argv, build_parser())
     ctx = init_distributed_mode(args)
     setup_logging(Path(args.output_dir), ctx.rank, log_name=LOG_NAME)
     try:

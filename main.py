@@ -42,7 +42,7 @@ from rvos.models.checkpoint import (CheckpointMismatchError, atomic_save, checkp
                                    mismatch_report, model_name_from_config, model_name_from_keys, normalise_state_dict,
                                    read_checkpoint)
 from rvos.models.ops import msda_status
-from rvos.opts import apply_variant_defaults, args_to_config, get_args_parser, option_sources, parse_args
+from rvos.opts import apply_variant_defaults, args_to_config, get_args_parser, option_sources, parse_args_or_exit
 from rvos.predict.model import same_parameters
 from rvos.util.dist import (DistContext, all_gather_object, any_rank, barrier, destroy_process_group,
                             init_distributed_mode, is_main_process)
@@ -470,7 +470,7 @@ def launch(args, stop_at: Optional[float] = None, given: Collection[str] = ()) -
 
 def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(parents=[get_args_parser()])
-    return launch(parse_args(argv, parser), given=option_sources(argv, parser))
+    return launch(parse_args_or_exit(argv, parser), given=option_sources(argv, parser))
 
 
 if __name__ == "__main__":

@@ -192,7 +192,36 @@ def apply_variant_defaults(args: argparse.Namespace, model_name: Optional[str], 
 
 
 class ConfigError(ValueError):
-    """A config file is malformed, has an unknown key, or a value of the wrong type."""
+    """A config file is malformed, has an unknown key, or a value of the wrong type; or an option (from the command
+    line or a config) is outside its range."""
+
+
+AT_LEAST_1, AT_LEAST_0, UNIT_INTERVAL = (1, None), (0, None), (0, 1)
+# The range (inclusive, None: unbounded) of the numeric options of main.py and inference.py (the inference-only
+# options included): a value outside it would end in a raw traceback deep in a run, or in silent nonsense.
+OPTION_RANGES = {
+    **dict.fromkeys(("batch_size", "accumulate", "num_frames", "num_queries", "max_size", "hidden_dim", "nheads",
+                     "dim_feedforward", "dec_layers", "num_feature_levels", "dec_n_points", "enc_n_points", "mask_dim",
+                     "controller_layers", "dynamic_mask_channels", "output_levels", "max_iters_per_epoch",
+                     "legacy_mevis2024_processes", "reference_world_size", "reference_batch_size",
+                     "world_size", "test_short_side", "test_max_size", "davis_clip_len"), AT_LEAST_1),
+    **dict.fromkeys(("lr", "lr_backbone", "lr_text_encoder", "lr_linear_proj_mult", "weight_decay", "clip_max_norm",
+                     "epochs", "start_epoch", "lr_drop", "save_every_iters", "enc_layers", "num_workers",
+                     "refcoco_min_short_side", "decode_batch", "sub_video_len"), AT_LEAST_0),
+    **dict.fromkeys(("threshold", "dropout", "focal_alpha", "clip_reverse_prob"), UNIT_INTERVAL),
+}
+
+
+def check_option_ranges(args: argparse.Namespace, sources: Dict[str, str]) -> None:
+    """ConfigError naming the first option of ``OPTION_RANGES`` outside its range, and where it was set."""
+    for name, (low, high) in OPTION_RANGES.items():
+        value = getattr(args, name, None)
+        for item in value if isinstance(value, list) else [value]:
+            if item is None or ((low is None or item >= low) and (high is None or item <= high)):
+                continue
+            where = f"set in {sources[name]}" if name in sources else "the default"
+            rule = f"in [{low}, {high}]" if high is not None else f"at least {low}"
+            raise ConfigError(f"--{name} {item} ({where}) is out of range: it must be {rule}")
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):
@@ -323,12 +352,22 @@ def parse_args(argv: Optional[List[str]] = None, parser: Optional[argparse.Argum
     args = parser.parse_args(argv)
     args.recipe = recipe
     apply_variant_defaults(args, args.model, sources)
+    check_option_ranges(args, sources)
     if args.use_fp16 and args.amp is None:
         args.amp = 'fp16'
     if args.local_rank is None and 'LOCAL_RANK' in os.environ:
         args.local_rank = int(os.environ['LOCAL_RANK'])
     args.masks = True
     return args
+
+
+def parse_args_or_exit(argv: Optional[List[str]], parser: argparse.ArgumentParser) -> argparse.Namespace:
+    """``parse_args`` for a command-line tool: a ConfigError ends the program as argparse does (usage, the message,
+    exit status 2) instead of in a traceback."""
+    try:
+        return parse_args(argv, parser)
+    except ConfigError as err:
+        parser.error(str(err))
 
 
 def args_to_config(args: argparse.Namespace) -> Dict[str, Any]:

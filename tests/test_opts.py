@@ -1,7 +1,10 @@
 """The parser: original option names and defaults, YAML configs, overrides and their errors."""
+import importlib
+
 import pytest
 
 from rvos import opts
+from rvos.inference import build_parser as inference_parser
 
 
 def test_original_defaults():
@@ -73,3 +76,41 @@ def test_variant_defaults_apply_unless_given():
     assert mutr.lr_backbone == 6e-6
     assert opts.parse_args(["--model", "mutr", "--lr_backbone", "1e-5"]).lr_backbone == 1e-5
     assert opts.parse_args([]).controller_layers == 3
+
+
+@pytest.mark.parametrize("entry, argv, message", [
+    ("main", ["--batch_size", "0"], "--batch_size 0 (set in the command line) is out of range: it must be at least 1"),
+    ("main", ["--num_frames", "-1"], "--num_frames -1 (set in the command line)"),
+    ("main", ["--num_queries", "0"], "--num_queries 0"),
+    ("main", ["--accumulate", "0"], "--accumulate 0"),
+    ("main", ["--max_size", "0"], "--max_size 0"),
+    ("main", ["--lr_drop", "6", "-2"], "--lr_drop -2"),
+    ("inference", ["--threshold", "1.5"], "--threshold 1.5 (set in the command line) is out of range: it must be in "
+                                          "[0, 1]"),
+    ("inference", ["--test_short_side", "0"], "--test_short_side 0"),
+    ("inference", ["--decode_batch", "-1"], "--decode_batch -1"),
+])
+def test_option_out_of_range_ends_the_cli_with_its_name(entry, argv, message, tmp_path, capsys):
+    """Before any work (no output folder, no log): exit status 2 and the option, its value, where it was set and
+    its range, as argparse reports a bad option (these used to end in raw tracebacks or run on with nonsense)."""
+    module = importlib.import_module(f"rvos.{entry}")
+    out = tmp_path / "out"
+    with pytest.raises(SystemExit) as exit_info:
+        module.main(argv + ["--output_dir", str(out), "--device", "cpu"])
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_option_out_of_range_in_a_config_names_the_file(tmp_path):
+    path = tmp_path / "recipe.yaml"
+    path.write_text("num_frames: 0\n")
+    with pytest.raises(opts.ConfigError, match=rf"--num_frames 0 \(set in {path}\) is out of range"):
+        opts.parse_args(["--config", str(path)])
+
+
+def test_range_edges_are_accepted():
+    args = opts.parse_args(["--threshold", "0", "--decode_batch", "0", "--sub_video_len", "0", "--lr", "0"],
+                           inference_parser())
+    assert (args.threshold, args.decode_batch, args.sub_video_len, args.lr) == (0.0, 0, 0, 0.0)
+    assert opts.parse_args(["--threshold", "1"]).threshold == 1.0
