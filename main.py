@@ -254,7 +254,7 @@ class Trainer:
         if ckpt is not None and not args.eval:
             self.position, self.rng_state = restore_training_state(
                 ckpt, str(resume), self.optimizer, self.lr_scheduler, self.scaler, self.sampler, ctx.rank,
-                ctx.world_size, args.lr_drop)
+                ctx.world_size, args.lr_drop, args.batch_size)
             self.resumed_meters = resumed_meter_states(ckpt, ctx.rank)
 
         self.model = model

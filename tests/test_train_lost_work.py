@@ -119,3 +119,24 @@ def test_a_lock_whose_pid_was_reused_is_stale(tmp_path, caplog):
     with RunLock(tmp_path):
         with pytest.raises(RunLockError, match=rf"pid {os.getpid()} on this host"):
             RunLock(tmp_path).acquire()
+
+
+def test_a_mid_epoch_resume_with_a_larger_batch_trains_every_remaining_sample(tmp_path_factory, tmp_path,
+                                                                              monkeypatch):
+    """Stopped after 3 iterations of batch 1, resumed with --batch_size 2: the epoch goes on with every remaining
+    sample (the saved iteration used to be counted in the new batches, so the epoch ended early, skipping data)."""
+    world = tiny_world(tmp_path_factory)
+    out = tmp_path / "out"
+    real_should_stop = train.Trainer.should_stop
+    monkeypatch.setattr(train.Trainer, "should_stop", lambda self: self.done == 3 or real_should_stop(self))
+    assert train.main(tiny_args(world, out, "--epochs", "1")) == 0
+    stopped = read_checkpoint(out / "checkpoint.pth")
+    assert (stopped["iteration"], stopped["epoch_finished"], stopped["sampler"]["consumed"]) == (3, False, 3)
+    monkeypatch.setattr(train.Trainer, "should_stop", real_should_stop)
+    assert train.main(tiny_args(world, out, "--epochs", "1", "--resume", "auto", "--batch_size", "2")) == 0
+    final = read_checkpoint(out / "checkpoint.pth")
+    size = final["sampler"]["dataset_size"]
+    assert final["epoch_finished"] and final["sampler"]["consumed"] == 3 + 2 * ((size - 3) // 2)
+    log = (out / "train.log").read_text()
+    assert "stopped after 3 samples of epoch 0 (its iteration 3)" in log
+    assert "continues from iteration 1 with every remaining sample" in log

@@ -101,7 +101,7 @@ def test_legacy_checkpoint_resumes_like_the_original(world, tmp_path):
     new_args, new_model = tiny_model(world, "--lr", "1e-3")
     new_optimizer, new_scheduler = build_optimizer(new_model, new_args)
     position, rng = restore_training_state(read_checkpoint(path), str(path), new_optimizer, new_scheduler, None,
-                                           None, 0, 1, new_args.lr_drop)
+                                           None, 0, 1, new_args.lr_drop, new_args.batch_size)
     assert position == Position(4, 0) and rng is None
     assert new_optimizer.param_groups[0]["lr"] == pytest.approx(1e-3 * 0.1)
     assert new_optimizer.param_groups[0]["initial_lr"] == pytest.approx(1e-3)

@@ -99,10 +99,12 @@ def _apply_legacy_schedule(optimizer, lr_scheduler, initial_lrs: List[float]) ->
 
 
 def restore_training_state(ckpt: Dict[str, Any], source: str, optimizer, lr_scheduler, scaler, sampler,
-                           rank: int, world_size: int, lr_drop: List[int]) -> tuple:
+                           rank: int, world_size: int, lr_drop: List[int], batch_size: int) -> tuple:
     """Load optimiser, scheduler, scaler and sampler state from ``ckpt``.
 
-    Returns (Position to start from, this rank's RNG state to restore just before training or None).
+    Returns (Position to start from, this rank's RNG state to restore just before training or None). A mid-epoch
+    position is counted in this run's global batches (``world_size`` x ``batch_size``): a run with another batch
+    size or world size continues with every remaining sample of the epoch (see ``_position_in_this_run``).
     """
     for key in ("optimizer", "lr_scheduler", "epoch"):
         if key not in ckpt:
@@ -141,6 +143,7 @@ def restore_training_state(ckpt: Dict[str, Any], source: str, optimizer, lr_sche
         except ValueError as err:
             raise ResumeError(f"{source} stopped in the middle of epoch {position.epoch} but the training data "
                               f"changed since ({err}); the rest of that epoch cannot be reproduced") from err
+        position = _position_in_this_run(position, sampler.consumed, world_size * batch_size, source)
     saved_world = len(ckpt["rng"])
     if saved_world != world_size:
         logger.warning("%s was written by %d processes and this run has %d: parameters and optimiser state "
@@ -149,6 +152,19 @@ def restore_training_state(ckpt: Dict[str, Any], source: str, optimizer, lr_sche
     rng = ckpt["rng"][rank] if rank < saved_world else None
     logger.info("resuming %s at epoch %d, iteration %d", source, position.epoch, position.iteration)
     return position, rng
+
+
+def _position_in_this_run(saved: Position, consumed: int, global_batch: int, source: str) -> Position:
+    """The saved mid-epoch position in this run's global batches. The sampler resumes from the samples consumed;
+    counting the saved iterations as this run's would end the epoch early when the global batch grew (the samples
+    in between were skipped without a word)."""
+    iteration = consumed // global_batch
+    if iteration * global_batch != consumed or iteration != saved.iteration:
+        logger.warning("%s stopped after %d samples of epoch %d (its iteration %d); with this run's global batch "
+                       "of %d the epoch continues from iteration %d with every remaining sample: the data is the "
+                       "same, the iteration numbers and optimiser steps differ from an uninterrupted run", source,
+                       consumed, saved.epoch, saved.iteration, global_batch, iteration)
+    return Position(saved.epoch, iteration)
 
 
 def resumed_meter_states(ckpt: Dict[str, Any], rank: int) -> List[Dict[str, Any]]:
