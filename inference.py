@@ -25,6 +25,7 @@ from rvos.predict.benchmarks.davis import DEFAULT_CLIP_LEN
 from rvos.predict.engine import InferenceEngine
 from rvos.predict.keyframe import KeyFrameEngine, add_keyframe_arguments, keyframe_mode, keyframe_model_options
 from rvos.predict.model import build_inference_model, inference_resize
+from rvos.predict.run_record import OutputFolderMismatch, prediction_record
 from rvos.predict.runner import InferenceRunner
 from rvos.util.dist import destroy_process_group, init_distributed_mode
 from rvos.util.logger import setup_logging
@@ -109,8 +110,14 @@ def main(argv: Optional[List[str]] = None) -> int:
                     f" (long side <= {max_size})" if max_size else "", mode)
         if keyframe_mode(args):
             engine = KeyFrameEngine.from_args(args, engine, benchmark, short_side, max_size)
-        runner = InferenceRunner(benchmark, engine, short_side, max_size, num_workers=args.num_workers, zip=args.zip)
-        return runner.run()
+        record = prediction_record(args, short_side, max_size) if ctx.rank == 0 else None
+        runner = InferenceRunner(benchmark, engine, short_side, max_size, num_workers=args.num_workers, zip=args.zip,
+                                 record=record)
+        try:
+            return runner.run()
+        except OutputFolderMismatch as err:
+            logger.error("%s", err)
+            return 2
     finally:
         destroy_process_group()
 

@@ -26,7 +26,7 @@ import traceback
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from functools import partial
-from typing import Dict, List, Optional, Sequence, Set, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Set, Tuple
 
 import torch
 import torch.distributed as dist
@@ -35,6 +35,7 @@ from tqdm import tqdm
 from rvos.predict.base import Benchmark, Unit, VideoJob, window_cost
 from rvos.predict.engine import InferenceEngine
 from rvos.predict.loading import Prefetcher, load_video
+from rvos.predict.run_record import OutputFolderMismatch, check_or_write_record
 from rvos.predict.submission import write_zip
 from rvos.predict.writers import VideoOutput
 from rvos.util.preemption import REQUEUE_EXIT_CODE, PreemptionSignal
@@ -133,12 +134,15 @@ class InferenceRunner:
     """Runs ``engine`` over ``benchmark`` on this rank's share of the pending videos.
 
     short_side / max_size: the resize of the frames; num_workers: threads decoding frames and
-    writing files; zip: write the submission zip at the end (None: the benchmark's default).
+    writing files; zip: write the submission zip at the end (None: the benchmark's default); record: the options
+    that decide the masks (``predict.run_record``, given on rank 0), checked against the output folder's before any
+    work.
     """
 
     def __init__(self, benchmark: Benchmark, engine: InferenceEngine, short_side: int, max_size: Optional[int],
-                 num_workers: int = 4, zip: Optional[bool] = None):
+                 num_workers: int = 4, zip: Optional[bool] = None, record: Optional[Dict[str, Any]] = None):
         self.benchmark = benchmark
+        self.record = record
         self.engine = engine
         self.short_side = short_side
         self.max_size = max_size
@@ -158,6 +162,8 @@ class InferenceRunner:
         if self.rank == 0:
             try:
                 jobs = self.benchmark.jobs()
+                if self.record is not None:
+                    check_or_write_record(self.benchmark.output_root, self.record)
                 pending = []
                 for job in jobs:
                     if job.info.get("invalid"):
@@ -173,12 +179,15 @@ class InferenceRunner:
             except Exception as err:  # reported on every rank instead of leaving the others waiting
                 if not self.distributed:
                     raise
-                payload = [None, None, f"{type(err).__name__}: {err}"]
+                payload = [None, None, (type(err).__name__, str(err))]
         if self.distributed:
             dist.broadcast_object_list(payload, src=0, group=self.objects_group)
         jobs, pending, error = payload
         if error is not None:
-            raise RuntimeError(f"listing the {self.benchmark.name} videos failed on rank 0: {error}")
+            kind, message = error
+            if kind == OutputFolderMismatch.__name__:
+                raise OutputFolderMismatch(message)
+            raise RuntimeError(f"listing the {self.benchmark.name} videos failed on rank 0: {kind}: {message}")
         return jobs, pending
 
     # ----------------------------------------------------------------------------- running

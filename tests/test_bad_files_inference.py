@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from rvos.datasets.synthetic import make_dataset
 from rvos.models.text_encoder import TextEncoderFileError
@@ -78,6 +79,28 @@ def test_a_truncated_save_logits_file_is_found_and_redone(world, tmp_path):
     assert all(np.array_equal(load_logits(p)[key], expected[p][key]) for p in stores for key in expected[p])
     assert [p for p in stores if p.stat().st_mtime_ns != before[p]] == [damaged]
     assert f"{damaged} is damaged (" in (out / "inference.log").read_text()
+
+
+def test_a_rerun_with_other_weights_or_threshold_is_refused_before_any_work(world, finished, tmp_path):
+    """A rerun into a finished folder with another --threshold or another checkpoint used to keep the old masks
+    (mixing two runs in one submission): it stops with the differing options and changes nothing. The same
+    checkpoint under another name is the same run."""
+    out = Path(shutil.copytree(finished, tmp_path / "out"))
+    before = mtimes(out / "valid")
+    other = torch.load(world["checkpoint"], weights_only=True)
+    first = next(iter(other["model"]))
+    other["model"][first] = other["model"][first] + 1e-3
+    torch.save(other, tmp_path / "other.pth")
+    for option, argv, difference in [
+            ("threshold", ytvos_argv(world, out) + ["--threshold", "0.7"], "threshold: 0.5 in the folder, 0.7 now"),
+            ("weights", ytvos_argv(world, out) + ["--resume", str(tmp_path / "other.pth")], "weights: 'sha256:")]:
+        assert run_inference(argv) == 2, option
+        log = (out / "inference.log").read_text()
+        assert f"{out / 'valid'} holds predictions of a run with other options" in log and difference in log
+        assert mtimes(out / "valid") == before, f"another {option} changed the folder"
+    shutil.copy(world["checkpoint"], tmp_path / "renamed.pth")
+    assert run_inference(ytvos_argv(world, out) + ["--resume", str(tmp_path / "renamed.pth")]) == 0
+    assert mtimes(out / "valid") == before
 
 
 def _entries(world, out):
