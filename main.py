@@ -50,7 +50,8 @@ from rvos.util.env_info import collect_env, format_env
 from rvos.util.logger import (JSON_LOG_NAME, Meters, ScalarWriter, append_json_line, drop_epoch_rows,
                               setup_logging)
 from rvos.util.optim import build_optimizer, check_global_batch
-from rvos.util.preemption import REQUEUE_EXIT_CODE, PreemptionSignal, ignore_preemption_signals
+from rvos.util.preemption import (REQUEUE_EXIT_CODE, PreemptionSignal, ignore_preemption_signals,
+                                  preemption_signals_ignored)
 from rvos.evaluation.referring import (EVAL_DURING_TRAINING, EVAL_SPLITS, PredictionMaker, ground_truth_file,
                                  score_predictions, supports_eval)
 from rvos.util.run_lock import RunLock, RunLockError
@@ -462,10 +463,13 @@ def train_or_evaluate(args, ctx: DistContext, output_dir: Optional[Path], resume
 def launch(args, stop_at: Optional[float] = None, given: Collection[str] = ()) -> int:
     """Run parsed options in this process (joining the process group of its launcher); ``given``: see ``run``."""
     ctx = init_distributed_mode(args)
+    code = None
     try:
-        return run(args, ctx, stop_at, given)
+        code = run(args, ctx, stop_at, given)
+        return code
     finally:
-        destroy_process_group()
+        with preemption_signals_ignored() if code == REQUEUE_EXIT_CODE else contextlib.nullcontext():
+            destroy_process_group()
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -474,4 +478,7 @@ def main(argv: Optional[List[str]] = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    status = main()
+    if status == REQUEUE_EXIT_CODE:  # saved: torchrun's SIGTERM, sent once another rank has exited, must not kill it
+        ignore_preemption_signals()
+    sys.exit(status)

@@ -5,6 +5,7 @@ at the next safe point instead of dying where it is.
 while the checkpoint is written is recorded again and changes nothing); the run polls ``requested`` and, after
 saving, exits with ``REQUEUE_EXIT_CODE``, which ``scripts/train_slurm.sh`` turns into ``scontrol requeue``.
 """
+import contextlib
 import logging
 import signal
 import threading
@@ -23,6 +24,19 @@ def ignore_preemption_signals(worker_id: int = 0) -> None:
     SIGUSR1's default action would kill the worker and with it the epoch); the main process stops them itself."""
     for sig in PREEMPTION_SIGNALS:
         signal.signal(sig, signal.SIG_IGN)
+
+
+@contextlib.contextmanager
+def preemption_signals_ignored():
+    """SIGTERM/SIGUSR1 ignored inside, the previous handlers restored after: for the exit of a process that has
+    saved its state (a launcher such as torchrun sends SIGTERM to the ranks still running once one has exited, which
+    would turn a rank's requeue status into a kill)."""
+    previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in PREEMPTION_SIGNALS}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 class PreemptionSignal:
