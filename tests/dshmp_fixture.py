@@ -1,14 +1,18 @@
 """Our DsHmp built as the ``dshmp_tiny`` fixture's model, and the fixture's inputs in our formats."""
+import contextlib
+import itertools
 import json
 from pathlib import Path
 from typing import Dict, List
 
 import numpy as np
+import pytest
 import torch
 
 from rvos import opts
 from rvos.models import build_model
 from rvos.models.checkpoint import load_model_checkpoint
+from rvos.models.dshmp import motion
 from rvos.models.dshmp.text import PrecomputedTagger, TaggedWord
 from rvos.predict.engine import normalize_frames
 from rvos.util.misc import nested_tensor_from_videos_list
@@ -91,3 +95,58 @@ def seed_like_fixture() -> None:
     """The RNG state of the fixture's train step (torch seed + 2, numpy seed + 3 with seed 0)."""
     torch.manual_seed(2)
     np.random.seed(3)
+
+
+# ---------------------------------------------------------------------------------------------- track-order ties
+# Cost gap under which the best of two track-order assignments is decided by float32 rounding: the matched queries
+# agree with the fixture's to ~2e-6, their cosine costs to ~1e-7 each, a sum of 6 to ~1e-6.
+TIE_GAP = 1e-5
+
+
+def assignment_gap(cost: np.ndarray) -> float:
+    """Cost of the second-best minus the best assignment of a square cost matrix (every permutation; Q <= 8)."""
+    size = cost.shape[0]
+    if size > 8:
+        return float("inf")
+    permutations = np.array(list(itertools.permutations(range(size))))
+    totals = np.sort(cost[np.arange(size), permutations].sum(axis=1))
+    return float(totals[1] - totals[0]) if len(totals) > 1 else float("inf")
+
+
+@contextlib.contextmanager
+def recorded_track_gaps():
+    """Within: every track-order matching of DsHmp (``motion.track_order``) records its ``assignment_gap``; yields
+    the list of gaps."""
+    gaps: List[float] = []
+    real = motion.track_order
+
+    def recording(frames, fixed):
+        orders = real(frames, fixed)
+        reference = frames[0]
+        for t in range(1, frames.shape[0]):
+            gaps.append(assignment_gap(motion.cosine_cost(reference, frames[t])))
+            reference = frames[t][orders[t]]
+        return orders
+
+    motion.track_order = recording
+    try:
+        yield gaps
+    finally:
+        motion.track_order = real
+
+
+@contextlib.contextmanager
+def compared_unless_tied():
+    """Run a comparison with the fixture; when it fails and a track-order matching of this run was a tie at float32
+    precision (``TIE_GAP``), skip with the measured gap: which of the tied assignments wins then depends on how the
+    CPU's kernels round (the original's run and ATen's scalar kernels pick one, AVX2 / AVX-512 the other), so the
+    fixture's choice is not reproducible here. A failure without such a tie fails."""
+    with recorded_track_gaps() as gaps:
+        try:
+            yield
+        except AssertionError as error:
+            smallest = min(gaps, default=float("inf"))
+            if smallest >= TIE_GAP:
+                raise
+            pytest.skip(f"a DsHmp track-order matching is a float32 tie on this CPU (best and second-best "
+                        f"assignments {smallest:.1e} apart): the fixture's choice is not reproducible here ({error})")

@@ -14,7 +14,8 @@ from rvos.models.dshmp.motion import HierarchicalCrossAttentionLayer
 from rvos.models.dshmp.text import SentenceEncoder, SpacyTagger, TaggerUnavailable, decouple
 
 from conftest import REPO_ROOT, assert_matches_stats, checkpoint_manifests, is_stats_only, skip_unless_variant_exists
-from dshmp_fixture import FIXTURE, build_tiny, clip_frames, recorded_tags, seed_like_fixture, train_batch
+from dshmp_fixture import (FIXTURE, build_tiny, clip_frames, compared_unless_tied, recorded_tags,
+                           seed_like_fixture, train_batch)
 from fixture_models import max_abs_diff
 
 ATOL = 1e-4
@@ -142,18 +143,19 @@ def test_eval_outputs(tiny, inputs, outputs, index):
             queries.append(frame_queries[-1])
             features.append(mask_features)
         close(torch.cat(features), ref["vita_mask_features"])
+    with torch.no_grad(), compared_unless_tied():
         video = model.decode_video(torch.cat(queries)[None], text, len(frames))
         for key in ("pred_logits", "pred_mask_embed", "pred_fq_embed", "pred_cq_embed", "pred_contrastive_embed"):
             close(video[key], ref["vita_outputs"][key])
         close(video["word_mean"], ref["vita_outputs"][" "])
         chunks = list(model.segment_video(frames, clip["sentence"], multi_object=True))
-    masks = torch.cat([c[2]["masks"] for c in chunks]).transpose(0, 1)
-    close(masks, ref["pred_masks_video"])
-    close(chunks[0][2]["fg_logits"].sigmoid(), ref["video_scores_fg"])
-    for threshold, processed in ref["by_threshold"].items():
-        model.output_threshold = float(threshold)
-        kept = model.select_queries(video["pred_logits"][-1, 0], multi_object=True)
-        assert len(kept) == len(processed["pred_scores"]), threshold
+        masks = torch.cat([c[2]["masks"] for c in chunks]).transpose(0, 1)
+        close(masks, ref["pred_masks_video"])
+        close(chunks[0][2]["fg_logits"].sigmoid(), ref["video_scores_fg"])
+        for threshold, processed in ref["by_threshold"].items():
+            model.output_threshold = float(threshold)
+            kept = model.select_queries(video["pred_logits"][-1, 0], multi_object=True)
+            assert len(kept) == len(processed["pred_scores"]), threshold
     model.output_threshold = args.dshmp_output_threshold
 
 
@@ -238,11 +240,11 @@ def test_video_module_on_permuted_frame_queries(tiny, layers, case):
     model.eval()
     record = layers["designed_hmp_cases"][case]
     words = record["lang_feat_fusion"]
-    with torch.no_grad():
+    with torch.no_grad(), compared_unless_tied():
         out = model.vita_module(record["frame_queries"], words, record["lang_mask"] == 0, record["motion_feat"][None],
                                 None, record["frame_queries"].shape[1])
-    for key in ("pred_logits", "pred_mask_embed", "pred_cq_embed", "pred_contrastive_embed"):
-        close(out[key], record["output"][key])
+        for key in ("pred_logits", "pred_mask_embed", "pred_cq_embed", "pred_contrastive_embed"):
+            close(out[key], record["output"][key])
 
 
 # ---------------------------------------------------------------------------------------------- dependencies
@@ -331,17 +333,20 @@ def test_engine_writes_the_original_mevis_masks(tiny, inputs, outputs, index):
                          WindowPlan([Window(list(range(len(frames))), [0])]))
     engine = InferenceEngine(model, torch.device("cpu"), multi_object=True)
     emitted = []
-    engine.run(job, loaded, {0}, lambda window, exp, output: emitted.append((window, output)))
-    for threshold, processed in [(None, ref["processed"])] + list(ref["by_threshold"].items()):
-        written = torch.zeros((len(frames), clip["height"], clip["width"]), dtype=torch.bool)
-        for window, output in emitted:
-            if threshold is not None:  # the same outputs, the queries kept at another threshold
-                model.output_threshold = float(threshold)
-                kept = model.select_queries(ref["pred_logits"], multi_object=True)
-                output = dataclasses.replace(output, union=tuple(int(q) for q in kept))
-            written[list(window.positions)] = output.probabilities() > 0.5
-        assert torch.equal(written, processed["pred_masks"][0].bool()), threshold
-    model.output_threshold = args.dshmp_output_threshold
+    try:
+        with compared_unless_tied():
+            engine.run(job, loaded, {0}, lambda window, exp, output: emitted.append((window, output)))
+            for threshold, processed in [(None, ref["processed"])] + list(ref["by_threshold"].items()):
+                written = torch.zeros((len(frames), clip["height"], clip["width"]), dtype=torch.bool)
+                for window, output in emitted:
+                    if threshold is not None:  # the same outputs, the queries kept at another threshold
+                        model.output_threshold = float(threshold)
+                        kept = model.select_queries(ref["pred_logits"], multi_object=True)
+                        output = dataclasses.replace(output, union=tuple(int(q) for q in kept))
+                    written[list(window.positions)] = output.probabilities() > 0.5
+                assert torch.equal(written, processed["pred_masks"][0].bool()), threshold
+    finally:
+        model.output_threshold = args.dshmp_output_threshold
 
 
 # ---------------------------------------------------------------------------------------------- recipes
