@@ -8,7 +8,6 @@ of the meta (empty masks included), and nothing else is in the archive.
 import io
 import logging
 import os
-import struct
 import zipfile
 from collections import Counter, defaultdict
 from concurrent.futures import ThreadPoolExecutor
@@ -19,6 +18,7 @@ import numpy as np
 from PIL import Image
 
 from rvos.predict.base import VideoJob
+from rvos.predict.writers import png_problem
 from rvos.util.write_failure import write_failure
 
 logger = logging.getLogger(__name__)
@@ -80,11 +80,11 @@ def write_zip(entries: Iterable[SubmissionEntry], path: Path) -> Path:
 
 
 def _png_problem(data: bytes, frame: Path) -> Optional[str]:
-    """Why one submitted PNG is wrong (None when it is right). ``verify`` reads every chunk and checks its CRC: a
-    PNG cut after its image data still decodes, but it is not whole."""
+    """Why one submitted PNG is wrong (None when it is right)."""
+    damaged = png_problem(io.BytesIO(data))
+    if damaged is not None:
+        return f"unreadable PNG ({damaged})"
     try:
-        with Image.open(io.BytesIO(data)) as image:
-            image.verify()
         with Image.open(io.BytesIO(data)) as image:
             if image.format != "PNG":
                 return f"not a PNG ({image.format})"
@@ -92,8 +92,8 @@ def _png_problem(data: bytes, frame: Path) -> Optional[str]:
                 return f"not single-channel 8-bit (mode {image.mode}; expected L)"
             values = np.unique(np.asarray(image))
             size = image.size
-    except (OSError, SyntaxError, ValueError, struct.error) as err:
-        return f"unreadable PNG ({err or type(err).__name__})"
+    except (OSError, SyntaxError, ValueError) as err:
+        return f"unreadable PNG ({err})"
     if not set(values.tolist()) <= {0, 255}:
         return f"not binary 0/255 (values {values[:6].tolist()}{'...' if len(values) > 6 else ''})"
     try:

@@ -17,7 +17,7 @@ import struct
 import zipfile
 from concurrent.futures import Executor, Future
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import BinaryIO, Callable, Dict, List, Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -77,11 +77,12 @@ def save_palette_png(path: Path, labels: np.ndarray, palette: Sequence[int]) -> 
     image.save(path, format="PNG")
 
 
-def png_problem(path: Path) -> Optional[str]:
-    """Why a PNG file is not whole (None when it is): PIL's ``verify`` reads every chunk and checks its CRC,
-    without decoding the pixels, so a truncated or damaged file is found for the cost of reading it."""
+def png_problem(source: Union[Path, BinaryIO]) -> Optional[str]:
+    """Why a PNG (a file, or a binary stream such as a zip member's bytes) is not whole (None when it is): PIL's
+    ``verify`` reads every chunk and checks its CRC, without decoding the pixels, so a truncated or damaged file is
+    found for the cost of reading it (a PNG cut after its image data still decodes)."""
     try:
-        with Image.open(path) as image:
+        with Image.open(source) as image:
             image.verify()
     except (OSError, SyntaxError, ValueError, struct.error) as err:
         return str(err) or type(err).__name__
