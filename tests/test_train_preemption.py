@@ -15,7 +15,8 @@ import torch
 
 import test_train_resume as resume_test
 from rvos.models.checkpoint import atomic_save, read_checkpoint
-from rvos.util.preemption import REQUEUE_EXIT_CODE, PreemptionSignal, ignore_preemption_signals
+from rvos.util.preemption import (REQUEUE_EXIT_CODE, PreemptionSignal, ignore_preemption_signals,
+                                  preemption_signals_ignored)
 from train_support import REPO_ROOT, run_checked, subprocess_env, tiny_world
 
 ITERATIONS = "4"
@@ -265,3 +266,14 @@ def test_a_signal_during_start_up_stops_after_the_first_step(world, tmp_path, mo
     saved = read_checkpoint(out / "checkpoint.pth")
     assert (saved["epoch"], saved["iteration"], saved["epoch_finished"]) == (0, 1, False)
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+
+
+def test_a_rank_that_saved_ignores_a_late_signal_while_it_exits():
+    """What launch does after a preemption stop: SIGTERM and SIGUSR1 sent while the process group is destroyed
+    (torchrun signals the ranks still running once one has exited) are ignored; the handlers are restored after."""
+    before = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGUSR1)}
+    with preemption_signals_ignored():
+        os.kill(os.getpid(), signal.SIGTERM)
+        os.kill(os.getpid(), signal.SIGUSR1)
+        time.sleep(0.05)
+    assert {sig: signal.getsignal(sig) for sig in before} == before
